@@ -1,0 +1,267 @@
+"""Model presets, building hooked transformers, safetensors checkpoints, bundled registry.
+
+Models are TransformerLens 4 native bridges (``TransformerBridge.boot_native``) — the TL 4
+successor of ``HookedTransformer``: every residual stream, attention pattern and MLP output
+has its classic hook name (``blocks.{l}.hook_resid_mid``, ``blocks.{l}.attn.hook_pattern``,
+``blocks.{l}.attn.hook_z`` …) and ``run_with_cache`` / ``run_with_hooks`` work.
+
+A checkpoint is one ``.safetensors`` file: the bridge's state dict (TL names), optional
+extra tensors (the aux-loss probe, under ``extra.``), and JSON metadata (task, model config,
+regime, steps, seed, metrics, training cost). Loading never unpickles.
+
+Example::
+
+    >>> from mulinterp.models import load_pretrained            # doctest: +SKIP
+    >>> m = load_pretrained("icot-4x4")                         # doctest: +SKIP
+    >>> logits, cache = m.model.run_with_cache(m.task.prompt(*m.task.sample(8)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from mulinterp.io import atomic_write_bytes
+from mulinterp.task import D_VOCAB, MulTask
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of a GPT-2-style decoder (GELU MLP, LayerNorm, learned positions)."""
+
+    d_model: int
+    n_layers: int = 2
+    n_heads: int = 4
+    d_mlp: int | None = None  # default 4 × d_model
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def mlp_width(self) -> int:
+        return self.d_mlp or 4 * self.d_model
+
+
+PRESETS: dict[str, ModelSpec] = {
+    "paper": ModelSpec(d_model=768),  # the paper's 2L4H width
+    "gpu": ModelSpec(d_model=512),  # what the bundled models use (see README: size/transfer limits)
+    "cpu": ModelSpec(d_model=128),  # trainable on a laptop CPU in hours
+    "tiny": ModelSpec(d_model=32),  # unit tests and 2×2 demos
+}
+
+
+def get_preset(name: str) -> ModelSpec:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_model(task: MulTask, spec: ModelSpec | str, seed: int = 0, device: str | torch.device = "cpu"):
+    """A freshly initialised hooked transformer for ``task``.
+
+    The context holds the full CoT layout, so the same model serves SFT, ICoT and aux.
+    """
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
+
+    if isinstance(spec, str):
+        spec = get_preset(spec)
+    if spec.d_model % spec.n_heads:
+        raise ValueError(f"d_model {spec.d_model} is not divisible by n_heads {spec.n_heads}")
+    cfg = TransformerBridgeConfig(
+        d_model=spec.d_model,
+        d_head=spec.d_head,
+        n_layers=spec.n_layers,
+        n_heads=spec.n_heads,
+        d_mlp=spec.mlp_width,
+        n_ctx=task.seq_len("cot"),
+        d_vocab=D_VOCAB,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        seed=seed,
+        model_name=f"mulinterp-{task.name}",
+    )
+    model = TransformerBridge.boot_native(cfg, device=device)
+    model.eval()
+    return model
+
+
+@dataclass
+class MulModel:
+    """A trained (or fresh) model together with its task and metadata."""
+
+    model: Any  # transformer_lens TransformerBridge
+    task: MulTask
+    spec: ModelSpec
+    meta: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)  # e.g. aux probe weights
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "model"))
+
+    @property
+    def n_layers(self) -> int:
+        return self.spec.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.spec.n_heads
+
+
+def checkpoint_bytes(m: MulModel, dtype: torch.dtype | None = None) -> bytes:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in m.model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in m.extras.items()})
+    metadata = {
+        "format": "mulinterp",
+        "format_version": FORMAT_VERSION,
+        "task": json.dumps(m.task.to_dict()),
+        "model": json.dumps(asdict(m.spec)),
+        "meta": json.dumps(m.meta, sort_keys=True),
+    }
+    return st_save(tensors, metadata=metadata)
+
+
+def save(m: MulModel, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write one safetensors file atomically (``dtype`` e.g. ``torch.bfloat16`` to halve it)."""
+    path = Path(path)
+    atomic_write_bytes(path, checkpoint_bytes(m, dtype))
+    return path
+
+
+def _read_header(path: Path, data: bytes) -> dict[str, str]:
+    import struct
+
+    if len(data) < 8:
+        raise ValueError(f"checkpoint {path} is truncated or not a safetensors file ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        raise ValueError(f"checkpoint {path} is truncated: header says {n} bytes, file has {len(data) - 8}")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except ValueError:
+        raise ValueError(f"checkpoint {path} is not a safetensors file (unreadable header)") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != "mulinterp":
+        raise ValueError(f"checkpoint {path} is not a mulinterp checkpoint (no mulinterp metadata)")
+    return meta
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", task: MulTask | None = None) -> MulModel:
+    """Load a checkpoint written by :func:`save`.
+
+    Raises ``ValueError`` naming the problem for a missing, truncated, foreign or mismatched
+    file; ``task`` (if given) must match the checkpoint's task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    meta = _read_header(path, data)
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise ValueError(f"checkpoint {path} is damaged: {e}") from None
+    ck_task = MulTask(**json.loads(meta["task"]))
+    if task is not None and task != ck_task:
+        raise ValueError(f"checkpoint {path} is for the {ck_task.name} task, expected {task.name}")
+    spec = ModelSpec(**json.loads(meta["model"]))
+    model = build_model(ck_task, spec, device=device)
+    state = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match its model config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise ValueError(f"checkpoint {path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    model.eval()
+    extras = {k[len("extra.") :]: v.to(torch.float32).to(device) for k, v in tensors.items() if k.startswith("extra.")}
+    return MulModel(model=model, task=ck_task, spec=spec, meta=json.loads(meta["meta"]), extras=extras)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Task, model spec and metadata of a checkpoint without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    with path.open("rb") as f:
+        head = f.read(8)
+        import struct
+
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        data = head + f.read(n)
+    meta = _read_header(path, data)
+    return {"task": json.loads(meta["task"]), "model": json.loads(meta["model"]), **json.loads(meta["meta"])}
+
+
+# ---------------------------------------------------------------------------------------
+# bundled checkpoints
+
+def _checkpoint_dir() -> Path:
+    return Path(str(resources.files("mulinterp") / "checkpoints"))
+
+
+def _manifest() -> dict[str, dict[str, Any]]:
+    path = _checkpoint_dir() / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def list_pretrained() -> dict[str, dict[str, Any]]:
+    """Bundled models by name, with the summary recorded in the manifest."""
+    return _manifest()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pretrained_path(name: str) -> Path:
+    manifest = _manifest()
+    if name not in manifest:
+        avail = ", ".join(sorted(manifest)) or "none are bundled yet"
+        raise ValueError(f"no bundled model named {name!r}; available: {avail}")
+    path = _checkpoint_dir() / manifest[name]["file"]
+    if not path.is_file():
+        raise ValueError(f"bundled model {name!r} is missing its file {path.name}; reinstall mulinterp")
+    if sha256(path) != manifest[name]["sha256"]:
+        raise ValueError(f"bundled model {name!r} is damaged: checksum of {path.name} does not match the manifest")
+    return path
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> MulModel:
+    """Load a bundled model by name (e.g. ``"icot-4x4"``), checking its checksum."""
+    m = load(pretrained_path(name), device=device)
+    m.meta.setdefault("name", name)
+    return m
+
+
+def resolve(name_or_path: str, device: str | torch.device = "cpu") -> MulModel:
+    """A bundled name or a checkpoint path."""
+    if name_or_path in _manifest():
+        return load_pretrained(name_or_path, device)
+    if Path(name_or_path).suffix == ".safetensors" or Path(name_or_path).exists():
+        m = load(name_or_path, device=device)
+        m.meta.setdefault("name", Path(name_or_path).stem)
+        return m
+    return load_pretrained(name_or_path, device)  # raises with the list of names

@@ -1,0 +1,328 @@
+"""The multiplication task: vocabulary, sequence layouts, seeded data, Deng-format files.
+
+Every number is written **least-significant digit first**, one token per digit. For
+``a = 3719, b = 3349`` (4×4) the plain layout is::
+
+    9 1 7 3 * 9 4 3 3 SEP ANS 1 3 9 4 5 4 2 1 EOS
+
+and the implicit-CoT layout of Deng et al. inserts the chain of thought between ``SEP`` and
+``ANS``::
+
+    9 1 7 3 * 9 4 3 3 SEP 1 7 4 3 3 + 0 6 7 8 4 1 ( 1 3 2 2 8 1 ) + ... ANS 1 3 9 4 5 4 2 1 EOS
+
+The CoT lists ``a·b_0``, then for each later ``j`` a ``+``, ``a·b_j·10^j`` and (except after
+the last) the running sum in brackets. ``a·b_j·10^j`` and the running sum through ``j`` are
+zero-padded to ``n_a + 1 + j`` digits, which reproduces the public 4×4 file byte for byte.
+
+Answer positions are named by the digit they *predict*: the token at ``answer_start + k``
+(``answer_start`` is the index of ``ANS``) predicts ``c_k``.
+
+Splits are disjoint by construction: every ``(a, b)`` pair hashes to one of 1000 buckets;
+buckets 0–19 are ``test``, 20–39 ``val`` and the rest ``train``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from mulinterp.arithmetic import from_digits, to_digits
+
+# ---------------------------------------------------------------------------------------
+# vocabulary
+DIGITS = [str(d) for d in range(10)]
+MUL, PLUS, LPAREN, RPAREN, SEP, ANS, EOS, PAD = range(10, 18)
+VOCAB: list[str] = DIGITS + ["*", "+", "(", ")", "||", "####", "<eos>", "<pad>"]
+D_VOCAB = len(VOCAB)
+TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
+
+Format = Literal["plain", "cot"]
+Split = Literal["train", "val", "test", "any"]
+FORMATS: tuple[str, ...] = ("plain", "cot")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "any")
+MAX_DIGITS = 8
+_N_BUCKETS, _TEST_BUCKETS, _VAL_BUCKETS = 1000, 20, 20
+
+
+def _check_n(name: str, n: int) -> None:
+    if not isinstance(n, int) or not 1 <= n <= MAX_DIGITS:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_DIGITS}, got {n!r}")
+
+
+@dataclass(frozen=True)
+class MulTask:
+    """``n_a``-digit × ``n_b``-digit multiplication (1 ≤ n ≤ 8).
+
+    >>> task = MulTask(4, 4)
+    >>> task.decode(task.encode_ints([3719], [3349])[0])
+    '9 1 7 3 * 9 4 3 3 || #### 1 3 9 4 5 4 2 1 <eos>'
+    """
+
+    n_a: int = 4
+    n_b: int = 4
+
+    def __post_init__(self) -> None:
+        _check_n("n_a", self.n_a)
+        _check_n("n_b", self.n_b)
+
+    # ----- shapes of the layout ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"{self.n_a}x{self.n_b}"
+
+    @property
+    def n_c(self) -> int:
+        """Number of answer digits."""
+        return self.n_a + self.n_b
+
+    @property
+    def input_len(self) -> int:
+        """``a_0..a_{n-1} * b_0..b_{m-1} SEP``."""
+        return self.n_a + self.n_b + 2
+
+    @property
+    def cot_len(self) -> int:
+        """Number of CoT tokens in the Deng format."""
+        widths = [self.n_a + 1 + j for j in range(self.n_b)]
+        n_sums = max(self.n_b - 2, 0)
+        return sum(widths) + (self.n_b - 1) + sum(widths[1 : 1 + n_sums]) + 2 * n_sums
+
+    def seq_len(self, fmt: Format = "plain") -> int:
+        cot = self.cot_len if fmt == "cot" else 0
+        return self.input_len + cot + 1 + self.n_c + 1
+
+    def answer_start(self, fmt: Format = "plain") -> int:
+        """Index of the ``ANS`` token, which predicts ``c_0``."""
+        return self.input_len + (self.cot_len if fmt == "cot" else 0)
+
+    def answer_positions(self, fmt: Format = "plain") -> Tensor:
+        """Positions whose next-token prediction is ``c_0 .. c_{n_c-1}``."""
+        return self.answer_start(fmt) + torch.arange(self.n_c)
+
+    def token_labels(self, fmt: Format = "plain") -> list[str]:
+        """Human labels per position (``a0``, ``*``, ``b1``, ``SEP``, ``ANS``, ``c3`` …)."""
+        labels = [f"a{i}" for i in range(self.n_a)] + ["*"] + [f"b{j}" for j in range(self.n_b)] + ["SEP"]
+        labels += [f"cot{t}" for t in range(self.cot_len if fmt == "cot" else 0)]
+        return labels + ["ANS"] + [f"c{k}" for k in range(self.n_c)] + ["EOS"]
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n_a": self.n_a, "n_b": self.n_b}
+
+    @classmethod
+    def parse(cls, spec: str) -> "MulTask":
+        """``"4x4"`` → ``MulTask(4, 4)``."""
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(spec))
+        if not m:
+            raise ValueError(f"digit spec must look like '4x4', got {spec!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    # ----- operands ---------------------------------------------------------------------
+    def check_operands(self, a: int, b: int) -> None:
+        """Raise ``ValueError`` unless ``a`` has ``n_a`` digits and ``b`` has ``n_b``."""
+        for name, x, n in (("a", a, self.n_a), ("b", b, self.n_b)):
+            if not 10 ** (n - 1) <= x < 10**n:
+                raise ValueError(f"operand {name}={x} must have exactly {n} digits for the {self.name} task")
+
+    def bucket(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+        """Deterministic hash bucket in [0, 1000) of each pair (device independent)."""
+        p, g = 2147483647, 48271  # Lehmer generator: products stay well inside int64
+        key = a.to(torch.int64) * 10**self.n_b + b.to(torch.int64)
+        x = (key % p + 1) % p
+        hi = key // p
+        for _ in range(3):
+            x = (x * g + hi) % p
+        return x % _N_BUCKETS
+
+    def in_split(self, a: Tensor, b: Tensor, split: Split) -> Tensor:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        h = self.bucket(a, b)
+        if split == "test":
+            return h < _TEST_BUCKETS
+        if split == "val":
+            return (h >= _TEST_BUCKETS) & (h < _TEST_BUCKETS + _VAL_BUCKETS)
+        if split == "train":
+            return h >= _TEST_BUCKETS + _VAL_BUCKETS
+        return torch.ones_like(h, dtype=torch.bool)
+
+    def sample(
+        self,
+        n: int,
+        split: Split = "train",
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+    ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"]]:
+        """``n`` operand pairs, uniform over the split's n-digit pairs (leading digit non-zero).
+
+        Vectorised rejection sampling: draw a surplus, keep the pairs in the split.
+        """
+        if generator is None:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(0 if seed is None else seed)
+        device = generator.device
+        lo_a, hi_a, lo_b, hi_b = 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
+        if (hi_a - lo_a) * (hi_b - lo_b) < 20_000:  # tiny spaces: draw from the enumerated split
+            a_all = torch.arange(lo_a, hi_a, device=device).repeat_interleave(hi_b - lo_b)
+            b_all = torch.arange(lo_b, hi_b, device=device).repeat(hi_a - lo_a)
+            keep = self.in_split(a_all, b_all, split)
+            if not keep.any():
+                raise ValueError(f"the {split} split of the {self.name} task is empty")
+            a_all, b_all = a_all[keep], b_all[keep]
+            idx = torch.randint(len(a_all), (n,), generator=generator, device=device)
+            return a_all[idx], b_all[idx]
+        frac = {"test": 0.02, "val": 0.02, "train": 0.96, "any": 1.0}[split]
+        out_a, out_b, have = [], [], 0
+        while have < n:
+            m = int((n - have) / frac * 1.2) + 64
+            a = torch.randint(lo_a, hi_a, (m,), generator=generator, device=device)
+            b = torch.randint(lo_b, hi_b, (m,), generator=generator, device=device)
+            keep = self.in_split(a, b, split)
+            out_a.append(a[keep])
+            out_b.append(b[keep])
+            have += int(keep.sum())
+        return torch.cat(out_a)[:n], torch.cat(out_b)[:n]
+
+    # ----- encoding ---------------------------------------------------------------------
+    def cot_tokens(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, "batch cot"]:
+        """The Deng CoT tokens (between SEP and ANS) for each problem."""
+        b_d = to_digits(b, self.n_b)
+        a = a.to(torch.int64)
+        batch = a.shape[0]
+        pieces: list[Tensor] = []
+        running = torch.zeros_like(a)
+
+        def const(tok: int) -> Tensor:
+            return torch.full((batch, 1), tok, dtype=torch.int64, device=a.device)
+
+        for j in range(self.n_b):
+            width = self.n_a + 1 + j
+            term = a * b_d[:, j] * 10**j
+            running = running + term
+            if j > 0:
+                pieces.append(const(PLUS))
+            pieces.append(to_digits(term, width))
+            if 0 < j < self.n_b - 1:
+                pieces += [const(LPAREN), to_digits(running, width), const(RPAREN)]
+        return torch.cat(pieces, dim=1)
+
+    def encode(
+        self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], fmt: Format = "plain"
+    ) -> Int[Tensor, "batch seq"]:
+        """Token ids of whole problems (input, optional CoT, answer, EOS)."""
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        a, b = a.to(torch.int64), b.to(torch.int64)
+        batch = a.shape[0]
+
+        def const(tok: int) -> Tensor:
+            return torch.full((batch, 1), tok, dtype=torch.int64, device=a.device)
+
+        parts = [to_digits(a, self.n_a), const(MUL), to_digits(b, self.n_b), const(SEP)]
+        if fmt == "cot":
+            parts.append(self.cot_tokens(a, b))
+        parts += [const(ANS), to_digits(a * b, self.n_c), const(EOS)]
+        return torch.cat(parts, dim=1)
+
+    def encode_ints(self, a: Sequence[int], b: Sequence[int], fmt: Format = "plain") -> Tensor:
+        """:meth:`encode` for Python ints, validated."""
+        for x, y in zip(a, b):
+            self.check_operands(int(x), int(y))
+        return self.encode(torch.tensor(list(a)), torch.tensor(list(b)), fmt)
+
+    def prompt(self, a: Tensor, b: Tensor) -> Int[Tensor, "batch prompt"]:
+        """Plain-layout prompt up to and including ``ANS`` (what a model sees at test time)."""
+        return self.encode(a, b, "plain")[:, : self.answer_start("plain") + 1]
+
+    def operands(self, tokens: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor]:
+        """Recover ``(a, b)`` from encoded sequences."""
+        a = from_digits(tokens[:, : self.n_a])
+        b = from_digits(tokens[:, self.n_a + 1 : self.n_a + 1 + self.n_b])
+        return a, b
+
+    @staticmethod
+    def decode(tokens: Tensor | Sequence[int]) -> str:
+        """Space-separated token strings (pad tokens dropped)."""
+        ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
+        return " ".join(VOCAB[i] for i in ids if i != PAD)
+
+    # ----- Deng-format text -------------------------------------------------------------
+    def deng_line(self, a: int, b: int) -> str:
+        """``INPUT||COT #### ANSWER`` exactly as in Deng et al.'s files."""
+        self.check_operands(a, b)
+        at, bt = torch.tensor([a]), torch.tensor([b])
+        inp = " ".join(map(str, to_digits(at, self.n_a)[0].tolist())) + " * "
+        inp += " ".join(map(str, to_digits(bt, self.n_b)[0].tolist()))
+        cot = " ".join(VOCAB[t] for t in self.cot_tokens(at, bt)[0].tolist())
+        ans = " ".join(map(str, to_digits(at * bt, self.n_c)[0].tolist()))
+        return f"{inp}||{cot} #### {ans}"
+
+
+@dataclass(frozen=True)
+class DengProblem:
+    a: int
+    b: int
+    cot: str
+    answer: str
+    line: str
+
+
+def infer_task_from_deng_line(line: str) -> MulTask:
+    head = line.split("||", 1)[0]
+    if "*" not in head:
+        raise ValueError("no '*' in the input part")
+    left, right = head.split("*", 1)
+    return MulTask(len(left.split()), len(right.split()))
+
+
+def parse_deng_line(line: str, lineno: int = 1, task: MulTask | None = None) -> DengProblem:
+    """Parse one ``INPUT||COT #### ANSWER`` line; ``ValueError`` names the line on failure."""
+    text = line.rstrip("\n")
+    try:
+        if "||" not in text or " #### " not in text:
+            raise ValueError("expected 'INPUT||COT #### ANSWER'")
+        head, rest = text.split("||", 1)
+        cot, answer = rest.split(" #### ", 1)
+        t = task or infer_task_from_deng_line(text)
+        left, right = head.split("*", 1)
+        da, db = left.split(), right.split()
+        if len(da) != t.n_a or len(db) != t.n_b:
+            raise ValueError(f"expected {t.n_a}×{t.n_b} digits, got {len(da)}×{len(db)}")
+        if not all(d in DIGITS for d in da + db + answer.split()):
+            raise ValueError("operands and answer must be single digits separated by spaces")
+        a, b = int("".join(reversed(da))), int("".join(reversed(db)))
+        t.check_operands(a, b)
+    except ValueError as e:
+        raise ValueError(f"line {lineno}: malformed Deng line: {e}") from None
+    return DengProblem(a=a, b=b, cot=cot, answer=answer, line=text)
+
+
+def read_deng_file(path: str | Path, task: MulTask | None = None) -> tuple[MulTask, list[DengProblem]]:
+    """Read a Deng-format file; the task is inferred from the first line unless given."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as e:
+        raise ValueError(f"cannot read Deng file {p}: {e.strerror or e}") from None
+    lines = [ln for ln in lines if ln.strip()]
+    if not lines:
+        raise ValueError(f"Deng file {p} has no problems")
+    try:
+        task = task or infer_task_from_deng_line(lines[0])
+    except ValueError as e:
+        raise ValueError(f"line 1: malformed Deng line: {e}") from None
+    return task, [parse_deng_line(ln, i + 1, task) for i, ln in enumerate(lines)]
+
+
+def write_deng_file(path: str | Path, task: MulTask, a: Sequence[int], b: Sequence[int]) -> None:
+    """Write problems in Deng's format, one per line (atomically)."""
+    from mulinterp.io import atomic_write_bytes
+
+    text = "".join(task.deng_line(int(x), int(y)) + "\n" for x, y in zip(a, b))
+    atomic_write_bytes(Path(path), text.encode())

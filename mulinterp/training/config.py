@@ -1,0 +1,99 @@
+"""Training recipes: one dataclass, loadable from a JSON file kept in ``recipes/``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mulinterp.models import get_preset
+from mulinterp.task import MulTask
+
+REGIMES = ("sft", "icot", "aux")
+
+
+@dataclass
+class TrainConfig:
+    regime: str = "sft"
+    digits: str = "4x4"
+    preset: str = "cpu"
+    steps: int = 1000
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100  # linear warm-up steps
+    schedule: str = "cosine"  # "cosine" (to min_lr_frac · lr) or "constant" after warm-up
+    min_lr_frac: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    # ICoT (Deng et al. stepwise internalisation)
+    remove_per_epoch: float = 8.0  # CoT tokens removed per epoch-equivalent of examples
+    epoch_size: int = 808_000  # examples per "epoch" (Deng's 4×4 training set size)
+    removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
+    reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
+    # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
+    aux_weight: float = 1.0
+    aux_layer: int = 1
+    aux_heads: tuple[int, ...] | None = None  # None = all heads
+    # bookkeeping
+    eval_every: int = 500
+    eval_n: int = 1000
+    telemetry_every: int = 100
+    checkpoint_every: int = 500
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+        self.task  # validates digits
+        get_preset(self.preset)
+        if self.aux_heads is not None:
+            self.aux_heads = tuple(int(h) for h in self.aux_heads)
+        for name in ("steps", "batch", "eval_every", "telemetry_every", "checkpoint_every", "eval_n"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+
+    @property
+    def task(self) -> MulTask:
+        return MulTask.parse(self.digits)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if math.isinf(d["removal_smoothing"]):
+            d["removal_smoothing"] = "inf"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown recipe keys: {', '.join(unknown)}")
+        d = dict(d)
+        if d.get("removal_smoothing") in ("inf", "Infinity"):
+            d["removal_smoothing"] = math.inf
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except OSError as e:
+            raise ValueError(f"cannot read recipe {path}: {e.strerror or e}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"recipe {path} is not valid JSON: {e}") from None
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.schedule == "constant":
+            return self.lr
+        frac = (step - self.warmup) / max(1, self.steps - self.warmup)
+        cos = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return self.lr * (self.min_lr_frac + (1 - self.min_lr_frac) * cos)

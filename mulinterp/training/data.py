@@ -1,0 +1,92 @@
+"""Training batches, generated on the training device, and ICoT's CoT removal.
+
+Stepwise internalisation (Deng et al., 2024): training starts on the full CoT layout; as
+training proceeds, CoT tokens are removed *from the left* at a fixed rate. Each example's
+removal gets a random extra offset ``k`` with ``P(k) ∝ exp(−λk)``, which smooths the
+transition between removal stages. Once every CoT token is gone the layout is the plain one.
+
+Removal is one ``gather`` per batch: position ``t`` of the shortened sequence reads position
+``t`` of the full one before the CoT and ``t + removed`` after it; what runs past the end is
+padding, masked out of the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from mulinterp.task import PAD, MulTask
+
+
+@dataclass
+class Batch:
+    tokens: Int[Tensor, "batch seq"]
+    loss_mask: Bool[Tensor, "batch seq"]  # True where position t's prediction of token t+1 counts
+    answer_start: Int[Tensor, " batch"]  # index of ANS (predicts c_0) per example
+    a: Int[Tensor, " batch"]
+    b: Int[Tensor, " batch"]
+
+
+def scheduled_removal(examples_seen: int, remove_per_epoch: float, epoch_size: int, cot_len: int) -> int:
+    """CoT tokens removed (before the random offset) after ``examples_seen`` examples."""
+    return min(cot_len, int(math.floor(examples_seen / epoch_size * remove_per_epoch)))
+
+
+def removal_offsets(n: int, smoothing: float, max_offset: int, generator: torch.Generator) -> Int[Tensor, " n"]:
+    """Extra removal ``k ≥ 0`` per example with ``P(k) ∝ exp(−λk)``, truncated at ``max_offset``."""
+    device = generator.device
+    if math.isinf(smoothing) or max_offset <= 0:
+        return torch.zeros(n, dtype=torch.int64, device=device)
+    logits = -smoothing * torch.arange(max_offset + 1, dtype=torch.float32, device=device)
+    probs = torch.softmax(logits, 0).expand(n, -1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def remove_cot(
+    tokens: Int[Tensor, "batch seq"], task: MulTask, removed: Int[Tensor, " batch"]
+) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
+    """Drop the first ``removed[i]`` CoT tokens of example ``i`` (left-aligned, PAD-filled).
+
+    Returns the new tokens (trimmed to the longest example) and each ``ANS`` index.
+    """
+    seq = tokens.shape[1]
+    removed = removed.clamp(0, task.cot_len)
+    t = torch.arange(seq, device=tokens.device)[None, :]
+    src = torch.where(t < task.input_len, t, t + removed[:, None])
+    valid = src < seq
+    out = torch.gather(tokens, 1, src.clamp(max=seq - 1))
+    out = torch.where(valid, out, torch.full_like(out, PAD))
+    new_len = seq - int(removed.min())
+    return out[:, :new_len], task.answer_start("cot") - removed
+
+
+def make_batch(
+    task: MulTask,
+    n: int,
+    generator: torch.Generator,
+    regime: str,
+    removed: int = 0,
+    smoothing: float = math.inf,
+) -> Batch:
+    """A fresh batch of training-split problems for ``regime`` (sft/aux: plain, icot: CoT)."""
+    a, b = task.sample(n, "train", generator=generator)
+    if regime != "icot" or removed >= task.cot_len:
+        tokens = task.encode(a, b, "plain")
+        start = torch.full((n,), task.answer_start("plain"), device=tokens.device)
+        mask = torch.zeros_like(tokens, dtype=torch.bool)
+        if regime == "icot":  # loss on everything after the input
+            mask[:, task.input_len - 1 : -1] = True
+        else:  # answer digits only
+            mask[:, start[0] : start[0] + task.n_c] = True
+        return Batch(tokens, mask, start, a, b)
+    full = task.encode(a, b, "cot")
+    k = removal_offsets(n, smoothing, task.cot_len - removed, generator)
+    tokens, start = remove_cot(full, task, removed + k)
+    t = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+    end = start + task.n_c + 1  # index of EOS
+    mask = (t >= task.input_len - 1) & (t < end[:, None])
+    return Batch(tokens, mask, start, a, b)

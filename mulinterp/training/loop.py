@@ -1,0 +1,326 @@
+"""The training loop shared by the three regimes (sft, icot, aux).
+
+One loop; the regime decides the layout of the batch (plain or CoT with removal), which
+positions carry loss, and whether the running-sum probe adds its MSE.
+
+Resumability: every ``checkpoint_every`` steps the loop writes the model checkpoint ``OUT``
+and a resume file ``OUT.resume.safetensors`` holding weights, optimizer moments, the data
+generator's RNG state and the counters. ``resume=True`` continues bit-for-bit on CPU: "N steps
+straight" and "N/2 steps, stop, resume, N/2 steps" give identical weights (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from tqdm.auto import tqdm
+
+from mulinterp.io import atomic_write_bytes, check_writable
+from mulinterp.models import MulModel, build_model, get_preset, save
+from mulinterp.task import MulTask
+from mulinterp.training.aux import RunningSumProbe
+from mulinterp.training.config import TrainConfig
+from mulinterp.training.data import make_batch, scheduled_removal
+from mulinterp.training.evaluate import evaluate
+from mulinterp.arithmetic import ground_truth
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume")
+
+
+def telemetry_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".telemetry.jsonl")
+
+
+class Trainer:
+    """Holds the model, optimizer, probe and counters of one training run."""
+
+    def __init__(self, cfg: TrainConfig, out: str | Path):
+        self.cfg, self.out = cfg, Path(out)
+        self.task: MulTask = cfg.task
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.spec = get_preset(cfg.preset)
+        self.model = build_model(self.task, self.spec, seed=cfg.seed, device=self.device)
+        self.net = self.model.original_model  # the plain nn.Module the bridge wraps (same tensors)
+        self.probe: RunningSumProbe | None = None
+        self._z: torch.Tensor | None = None
+        if cfg.regime == "aux":
+            if not 0 <= cfg.aux_layer < self.spec.n_layers:
+                raise ValueError(f"aux_layer {cfg.aux_layer} out of range 0–{self.spec.n_layers - 1} (0-based)")
+            heads = list(cfg.aux_heads) if cfg.aux_heads is not None else list(range(self.spec.n_heads))
+            bad = [h for h in heads if not 0 <= h < self.spec.n_heads]
+            if bad:
+                raise ValueError(f"aux_heads {bad} out of range 0–{self.spec.n_heads - 1} (0-based)")
+            self.probe = RunningSumProbe(self.task, heads, self.spec.d_head, cfg.aux_layer).to(self.device)
+            # hook_z of that layer is the input of its output projection
+            o_proj = self.net.layers[cfg.aux_layer].attn.o
+            o_proj.register_forward_pre_hook(self._grab_z)
+        self.params = list(self.net.parameters()) + (list(self.probe.parameters()) if self.probe else [])
+        self.opt = self._new_optimizer()
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(cfg.seed)
+        self.step = 0
+        self.examples = 0
+        self.last_removed = 0
+        self.wall = 0.0
+        self.metrics: dict[str, Any] = {}
+        self.forward = self.net
+        if cfg.compile and self.device.type == "cuda":
+            self.forward = torch.compile(self.net, dynamic=True)
+        g = torch.Generator(device=self.device)
+        g.manual_seed(10_000 + cfg.seed)
+        self.probe_a, self.probe_b = self.task.sample(64, "val", generator=g)
+        self.mon_a, self.mon_b = self.task.sample(512, "val", generator=g)
+
+    # ----- pieces -----------------------------------------------------------------------
+    def _grab_z(self, module, args):
+        self._z = args[0]
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
+        return torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.98), **kw)
+
+    def _autocast(self):
+        enabled = self.cfg.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def removed_now(self) -> int:
+        if self.cfg.regime != "icot":
+            return 0
+        return scheduled_removal(self.examples, self.cfg.remove_per_epoch, self.cfg.epoch_size, self.task.cot_len)
+
+    def answer_z(self, start: torch.Tensor) -> torch.Tensor:
+        """hook_z at the answer positions: [batch, n_c, n_heads, d_head]."""
+        assert self._z is not None
+        idx = start[:, None] + torch.arange(self.task.n_c, device=self.device)
+        z = torch.gather(self._z, 1, idx[:, :, None].expand(-1, -1, self._z.shape[-1]))
+        return z.view(z.shape[0], self.task.n_c, self.spec.n_heads, self.spec.d_head)
+
+    def losses(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with self._autocast():
+            logits = self.forward(batch.tokens[:, :-1])
+        mask = batch.loss_mask[:, :-1]
+        ce = F.cross_entropy(logits.float()[mask], batch.tokens[:, 1:][mask])
+        aux = None
+        if self.probe is not None:
+            c_hat = ground_truth(batch.a, batch.b, self.task.n_a, self.task.n_b).c_hat
+            pred = self.probe(self.answer_z(batch.answer_start).float())
+            aux = F.mse_loss(pred, self.probe.normalise(c_hat))
+        return ce, aux
+
+    # ----- telemetry --------------------------------------------------------------------
+    def per_position(self) -> tuple[list[float], list[float]]:
+        """Per-answer-position loss and gradient norm ‖∂loss_k/∂θ‖ on a fixed val batch."""
+        tokens = self.task.encode(self.probe_a, self.probe_b, "plain")
+        pos = self.task.answer_positions("plain").to(self.device)
+        with self._autocast():
+            logits = self.net(tokens[:, :-1])
+        lp = F.cross_entropy(
+            logits.float()[:, pos].flatten(0, 1), tokens[:, pos + 1].flatten(), reduction="none"
+        ).view(len(tokens), -1).mean(0)
+        norms = []
+        params = list(self.net.parameters())
+        for k in range(self.task.n_c):
+            grads = torch.autograd.grad(lp[k], params, retain_graph=k < self.task.n_c - 1, allow_unused=True)
+            norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
+        return [round(float(x), 5) for x in lp.detach()], [round(x, 6) for x in norms]
+
+    def monitor(self, n: int | None = None):
+        self.net.eval()
+        a, b = (self.mon_a, self.mon_b) if n is None else self.task.sample(n, "val", seed=4321, device=self.device)
+
+        def fwd(x):
+            with self._autocast():
+                return self.net(x)
+
+        res = evaluate(fwd, self.task, a, b, source="val split")
+        self.net.train()
+        return res
+
+    def write_telemetry(self, row: dict[str, Any]) -> None:
+        with telemetry_path(self.out).open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ----- checkpoints ------------------------------------------------------------------
+    def mul_model(self) -> MulModel:
+        removed = self.removed_now()
+        meta = {
+            "regime": self.cfg.regime,
+            "preset": self.cfg.preset,
+            "steps": self.step,
+            "batch": self.cfg.batch,
+            "examples": self.examples,
+            "seed": self.cfg.seed,
+            "recipe": self.cfg.to_dict(),
+            "metrics": self.metrics,
+            "cot_remaining": self.task.cot_len - removed if self.cfg.regime == "icot" else 0,
+            "training_cost": {
+                "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                "threads": torch.get_num_threads(),
+                "wall_seconds": round(self.wall, 1),
+                "steps": self.step,
+                "batch": self.cfg.batch,
+            },
+        }
+        extras = self.probe.extras() if self.probe else {}
+        return MulModel(self.model, self.task, self.spec, meta, extras)
+
+    def save_checkpoint(self) -> None:
+        save(self.mul_model(), self.out)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.probe:
+            tensors.update({f"probe.{k}": v.detach().cpu().contiguous() for k, v in self.probe.state_dict().items()})
+        opt_state = self.opt.state_dict()
+        for i, st in opt_state["state"].items():
+            for key, val in st.items():
+                tensors[f"opt.{i}.{key}"] = val.detach().cpu().contiguous()
+        tensors["rng"] = self.gen.get_state().cpu()
+        meta = {
+            "config": json.dumps(self.cfg.to_dict()),
+            "counters": json.dumps(
+                {"step": self.step, "examples": self.examples, "last_removed": self.last_removed, "wall": self.wall, "metrics": self.metrics}
+            ),
+            "param_groups": json.dumps(opt_state["param_groups"]),
+        }
+        atomic_write_bytes(resume_path(self.out), st_save(tensors, metadata=meta))
+
+    def load_resume(self) -> None:
+        path = resume_path(self.out)
+        if not path.is_file():
+            raise ValueError(f"cannot resume: no resume file {path}")
+        data = path.read_bytes()
+        try:
+            tensors = st_load(data)
+            import struct
+
+            n = struct.unpack("<Q", data[:8])[0]
+            meta = json.loads(data[8 : 8 + n])["__metadata__"]
+        except Exception as e:  # noqa: BLE001 - any decode failure means a damaged file
+            raise ValueError(f"resume file {path} is damaged: {e}") from None
+        saved = TrainConfig.from_dict(json.loads(meta["config"]))
+        for key in ("regime", "digits", "preset"):
+            if getattr(saved, key) != getattr(self.cfg, key):
+                raise ValueError(
+                    f"resume file {path} is from a run with {key}={getattr(saved, key)!r}, this run has {getattr(self.cfg, key)!r}"
+                )
+        self.model.load_state_dict({k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("model.")})
+        if self.probe:
+            self.probe.load_state_dict({k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("probe.")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, i, key = k.split(".", 2)
+                state.setdefault(int(i), {})[key] = v if key == "step" else v.to(self.device)
+        self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+        self.gen.set_state(tensors["rng"])
+        c = json.loads(meta["counters"])
+        self.step, self.examples, self.last_removed, self.wall = c["step"], c["examples"], c["last_removed"], c["wall"]
+        self.metrics = c.get("metrics", {})
+        tel = telemetry_path(self.out)
+        if tel.is_file():  # drop rows written after the checkpoint we resume from
+            rows = [ln for ln in tel.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+            tel.write_text("".join(r + "\n" for r in rows))
+
+    # ----- the loop ---------------------------------------------------------------------
+    def run(self, stop_after: int | None = None, time_budget: float | None = None, progress: bool = True) -> MulModel:
+        """Train until ``cfg.steps`` (or ``stop_after`` more steps / ``time_budget`` seconds)."""
+        cfg = self.cfg
+        self.net.train()
+        start_step, t0 = self.step, time.time()
+        wall0 = self.wall
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=f"{cfg.regime} {self.task.name}")
+        stopped_early = False
+        while self.step < cfg.steps:
+            if (stop_after is not None and self.step - start_step >= stop_after) or (
+                time_budget is not None and time.time() - t0 >= time_budget
+            ):
+                stopped_early = True
+                break
+            removed = self.removed_now()
+            if cfg.regime == "icot" and removed > self.last_removed:
+                if cfg.reset_optimizer:
+                    self.opt.state.clear()
+                self.last_removed = removed
+            batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing)
+            for g in self.opt.param_groups:
+                g["lr"] = cfg.lr_at(self.step)
+            ce, aux = self.losses(batch)
+            loss = ce + cfg.aux_weight * aux if aux is not None else ce
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.opt.step()
+            self.step += 1
+            self.examples += cfg.batch
+            self.wall = wall0 + time.time() - t0
+            if self.step % cfg.telemetry_every == 0 or self.step == cfg.steps:
+                pos_loss, grad_norm = self.per_position()
+                res = self.monitor()
+                row = {
+                    "step": self.step,
+                    "examples": self.examples,
+                    "wall": round(self.wall, 1),
+                    "lr": cfg.lr_at(self.step - 1),
+                    "loss": round(ce.item(), 5),
+                    "aux_loss": None if aux is None else round(aux.item(), 5),
+                    "cot_removed": removed,
+                    "cot_remaining": self.task.cot_len - removed if cfg.regime == "icot" else 0,
+                    "pos_loss": pos_loss,
+                    "grad_norm": grad_norm,
+                    "digit_acc": res.per_digit,
+                    "exact_match": res.exact_match,
+                }
+                self.write_telemetry(row)
+                bar.set_postfix(loss=f"{ce.item():.3f}", exact=f"{res.exact_match:.3f}", cot_left=row["cot_remaining"])
+            if self.step % cfg.eval_every == 0:
+                self.metrics["val"] = self.monitor(cfg.eval_n).to_dict()
+            if self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+        bar.close()
+        if not stopped_early or stop_after is None:  # a finished or timed-out run gets its final eval
+            self.metrics["val"] = self.monitor(cfg.eval_n).to_dict()
+        self.save_checkpoint()
+        self.net.eval()
+        return self.mul_model()
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    stop_after: int | None = None,
+    time_budget: float | None = None,
+    progress: bool = True,
+) -> MulModel:
+    """Train one model; see :class:`Trainer`. Returns the trained :class:`MulModel`."""
+    out = Path(out)
+    check_writable(out)
+    trainer = Trainer(cfg, out)
+    if resume:
+        trainer.load_resume()
+    else:
+        telemetry_path(out).unlink(missing_ok=True)
+    return trainer.run(stop_after=stop_after, time_budget=time_budget, progress=progress)
