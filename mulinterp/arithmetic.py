@@ -63,14 +63,15 @@ def ground_truth(a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], n_a: int, n
     if n_a + n_b > 16:
         raise ValueError(f"n_a + n_b = {n_a + n_b} exceeds 16 digits, the int64 range of the ground truth")
     a_d, b_d = to_digits(a, n_a), to_digits(b, n_b)
-    pp = einops.einsum(a_d, b_d, "batch i, batch j -> batch i j")
+    # integer einsum is not implemented on CUDA, so products and sums are written out
+    pp = einops.rearrange(a_d, "batch i -> batch i 1") * einops.rearrange(b_d, "batch j -> batch 1 j")
     n_c = n_a + n_b
     # diag[i, j, k] = 1 where i + j == k; s_k = Σ_ij pp_ij diag_ijk
     i = torch.arange(n_a, device=a.device)[:, None, None]
     j = torch.arange(n_b, device=a.device)[None, :, None]
     k = torch.arange(n_c, device=a.device)[None, None, :]
     diag = (i + j == k).to(torch.int64)
-    s = einops.einsum(pp, diag, "batch i j, i j k -> batch k")
+    s = (einops.rearrange(pp, "batch i j -> batch i j 1") * diag).sum(dim=(1, 2))
     powers = 10 ** torch.arange(n_c, device=a.device, dtype=torch.int64)
     weighted = s * powers
     below = torch.cumsum(weighted, dim=-1) - weighted  # Σ_{k'<k} s_k' 10^k'
