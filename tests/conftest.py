@@ -1,0 +1,16 @@
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DENG_FILE = SHARED / "data" / "deng-4x4-valid.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny22():
+    """A fresh tiny 2×2 model (untrained), shared across tests that only read it."""
+    from mulinterp.models import MulModel, build_model, get_preset
+    from mulinterp.task import MulTask
+
+    task = MulTask(2, 2)
+    return MulModel(build_model(task, "tiny", seed=0), task, get_preset("tiny"), {"name": "tiny22"})

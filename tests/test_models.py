@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from mulinterp.models import MulModel, get_preset, list_pretrained, load, load_pretrained, pretrained_path, save
+from mulinterp.task import MulTask
+
+
+def test_save_load_round_trip(tiny22, tmp_path):
+    path = save(MulModel(tiny22.model, tiny22.task, tiny22.spec, {"regime": "sft", "steps": 3}, {"aux.w": torch.ones(2)}), tmp_path / "m.safetensors")
+    m = load(path)
+    x = tiny22.task.encode(*tiny22.task.sample(8, seed=0))
+    assert torch.equal(m.model(x), tiny22.model(x))
+    assert m.task == MulTask(2, 2) and m.meta["steps"] == 3 and torch.equal(m.extras["aux.w"], torch.ones(2))
+    assert not list(tmp_path.glob(".*tmp")), "atomic write left a temporary file"
+
+
+def test_load_errors_say_what_is_wrong(tiny22, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load(tmp_path / "nope.safetensors")
+    good = save(tiny22, tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="damaged|truncated"):
+        load(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x03")
+    with pytest.raises(ValueError, match="truncated or not a safetensors"):
+        load(tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match="is for the 2x2 task, expected 4x4"):
+        load(tmp_path / "m.safetensors", task=MulTask(4, 4))
+
+
+def test_loading_never_unpickles(tiny22, tmp_path):
+    # a pickle (torch.save) file with a .safetensors name is refused, not executed
+    torch.save({"x": torch.ones(1)}, tmp_path / "p.safetensors")
+    with pytest.raises(ValueError):
+        load(tmp_path / "p.safetensors")
+
+
+def test_presets_and_registry():
+    assert get_preset("paper").d_model == 768 and get_preset("paper").n_heads == 4
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="available: .*icot-4x4"):
+        load_pretrained("gpt-4x4")
+    assert set(list_pretrained()) == {"icot-4x4", "sft-4x4", "aux-4x4"}
+
+
+def test_bundled_models_load_and_match_manifest():
+    for name, info in list_pretrained().items():
+        m = load_pretrained(name)
+        assert m.task == MulTask(4, 4) and m.spec.d_model == info["d_model"] == 512
+        assert m.meta["regime"] == info["regime"] and m.meta["metrics"]["test"]["exact_match"] == info["test_exact_match"]
+
+
+def test_damaged_bundled_file_is_reported(monkeypatch, tmp_path):
+    import mulinterp.models as models
+
+    src = pretrained_path("sft-4x4")
+    (tmp_path / "sft-4x4.safetensors").write_bytes(src.read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "manifest.json").write_text(json.dumps({"sft-4x4": list_pretrained()["sft-4x4"]}))
+    monkeypatch.setattr(models, "_checkpoint_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="damaged: checksum"):
+        load_pretrained("sft-4x4")

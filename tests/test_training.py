@@ -1,0 +1,92 @@
+import json
+import math
+
+import pytest
+import torch
+
+from mulinterp.task import PAD, MulTask
+from mulinterp.training import TrainConfig, train
+from mulinterp.training.data import make_batch, remove_cot, removal_offsets, scheduled_removal
+from mulinterp.training.loop import resume_path, telemetry_path
+
+
+def tiny_cfg(**kw):
+    base = dict(digits="2x2", preset="tiny", steps=40, batch=32, telemetry_every=10, eval_every=20,
+                checkpoint_every=20, eval_n=64, epoch_size=320, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_cot_removal_is_from_the_left_and_vectorised():
+    task = MulTask(4, 4)
+    a, b = torch.tensor([3719, 1234]), torch.tensor([3349, 5678])
+    full = task.encode(a, b, "cot")
+    out, start = remove_cot(full, task, torch.tensor([5, 46]))
+    assert out[0, : task.input_len].tolist() == full[0, : task.input_len].tolist()
+    assert out[0, task.input_len :].tolist()[:41] == full[0, task.input_len + 5 : task.input_len + 46].tolist()
+    assert out[1, : task.seq_len("plain")].tolist() == task.encode(a, b, "plain")[1].tolist()
+    assert (out[1, task.seq_len("plain") :] == PAD).all()
+    assert start.tolist() == [task.answer_start("cot") - 5, task.answer_start("plain")]
+
+
+def test_removal_schedule_and_offsets():
+    assert scheduled_removal(0, 8, 1000, 46) == 0
+    assert scheduled_removal(500, 8, 1000, 46) == 4
+    assert scheduled_removal(10**9, 8, 1000, 46) == 46
+    g = torch.Generator().manual_seed(0)
+    k = removal_offsets(20000, 4.0, 10, g)
+    p1 = (k == 1).float().mean() / (k == 0).float().mean()
+    assert abs(p1 - math.exp(-4)) < 0.01 and k.max() <= 10
+    assert (removal_offsets(10, math.inf, 10, g) == 0).all()
+
+
+def test_loss_masks_per_regime():
+    task, g = MulTask(2, 2), torch.Generator().manual_seed(0)
+    sft = make_batch(task, 4, g, "sft")
+    assert sft.loss_mask.sum(1).tolist() == [task.n_c] * 4  # answer digits only
+    icot = make_batch(task, 4, g, "icot", removed=0, smoothing=math.inf)
+    assert icot.loss_mask.sum(1).tolist() == [task.cot_len + 1 + task.n_c + 1] * 4  # everything after the input
+
+
+@pytest.mark.parametrize("regime", ["sft", "icot", "aux"])
+def test_each_regime_trains_writes_checkpoint_and_telemetry(regime, tmp_path):
+    out = tmp_path / f"{regime}.safetensors"
+    m = train(tiny_cfg(regime=regime), out, progress=False)
+    assert out.is_file() and resume_path(out).is_file()
+    rows = [json.loads(line) for line in telemetry_path(out).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    assert len(rows[0]["pos_loss"]) == len(rows[0]["grad_norm"]) == len(rows[0]["digit_acc"]) == 4
+    assert m.meta["metrics"]["val"]["n"] == 64
+    if regime == "aux":
+        assert m.extras["aux.weight"].shape == (4, 4, 8)
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    straight = train(tiny_cfg(regime="aux"), tmp_path / "a.safetensors", progress=False)
+    train(tiny_cfg(regime="aux"), tmp_path / "b.safetensors", stop_after=20, progress=False)
+    resumed = train(tiny_cfg(regime="aux"), tmp_path / "b.safetensors", resume=True, progress=False)
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(straight.extras["aux.weight"], resumed.extras["aux.weight"])
+    assert telemetry_path(tmp_path / "a.safetensors").read_text().count("\n") == 4
+    assert telemetry_path(tmp_path / "b.safetensors").read_text().count("\n") == 4
+
+
+def test_icot_resume_also_identical(tmp_path):
+    a = train(tiny_cfg(regime="icot"), tmp_path / "a.safetensors", progress=False)
+    train(tiny_cfg(regime="icot"), tmp_path / "b.safetensors", stop_after=15, progress=False)
+    b = train(tiny_cfg(regime="icot"), tmp_path / "b.safetensors", resume=True, progress=False)
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+def test_bad_configs_and_resume_mismatch(tmp_path):
+    with pytest.raises(ValueError, match="unknown regime"):
+        tiny_cfg(regime="rl")
+    with pytest.raises(ValueError, match="unknown preset"):
+        tiny_cfg(preset="xl")
+    with pytest.raises(ValueError, match="from 1 to 8"):
+        tiny_cfg(digits="9x2")
+    train(tiny_cfg(regime="sft", steps=5), tmp_path / "m.safetensors", progress=False)
+    with pytest.raises(ValueError, match="regime='sft'"):
+        train(tiny_cfg(regime="icot", steps=5), tmp_path / "m.safetensors", resume=True, progress=False)
+    with pytest.raises(ValueError, match="does not exist"):
+        train(tiny_cfg(), tmp_path / "no" / "m.safetensors", progress=False)
