@@ -18,6 +18,7 @@ under autograd and never change a tensor someone else recorded.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable, Sequence, Union
 
 import torch
@@ -43,7 +44,7 @@ def _layout(name: str) -> tuple[int, int | None]:
 
 
 def _check_index(value: int, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{what} must be an int (0-based), got {value!r}")
     if value < 0:
         raise ValueError(f"{what} must be ≥ 0 (indices are 0-based, negatives are not allowed), got {value}")
@@ -58,7 +59,7 @@ def _check_positions(positions: Positions) -> None:
         if positions.numel() and int(positions.min()) < 0:
             raise ValueError(f"positions must be ≥ 0, got {positions.tolist()}")
         return
-    for p in [positions] if isinstance(positions, int) else positions:
+    for p in [positions] if isinstance(positions, numbers.Integral) else positions:
         _check_index(p, "position")
 
 
@@ -75,7 +76,8 @@ def _index(name: str, act: Tensor, head: int | None, positions: Positions) -> tu
         idx[head_dim] = slice(head, head + 1)  # a slice keeps the dim, so both sides of an assignment line up
     if positions is not None:
         n_pos = act.shape[pos_dim]
-        if isinstance(positions, int):
+        if isinstance(positions, numbers.Integral):
+            positions = int(positions)
             pos: Any = slice(positions, positions + 1)
             top = positions
         elif isinstance(positions, slice):
@@ -95,7 +97,7 @@ def _replace(name: str, head: int | None, positions: Positions, value_of) -> Hoo
     def hook(act: Float[Tensor, "batch ..."], hook: Any) -> Float[Tensor, "batch ..."]:
         value = value_of(act)
         if head is None and positions is None:
-            return value
+            return value.clone()  # a fresh tensor: never hand the model (an expanded view of) the caller's cache
         idx = _index(name, act, head, positions)
         out = act.clone()
         out[idx] = value[idx]
@@ -109,9 +111,10 @@ def zero_ablate(name: str, head: int | None = None, positions: Positions = None)
 
     Zero ablation asks "what if this component wrote nothing?". It is blunt (zero may be far
     from any activation the model ever sees), which is why :func:`mean_ablate` is often
-    preferred; but for ``attn.hook_z`` it is exactly "delete this head's output".
+    preferred; but for ``attn.hook_z`` it is exactly "delete this head's output". Silencing
+    L2H3 (``blocks.1``, head 2):
 
-    >>> zero_ablate("blocks.1.attn.hook_z", head=2)                 # head L2H3
+    >>> zero_ablate("blocks.1.attn.hook_z", head=2)                 # doctest: +ELLIPSIS
     ('blocks.1.attn.hook_z', <function ...>)
     """
     if head is not None:
@@ -226,9 +229,10 @@ def knockout_edges(layer: int, edges: Iterable[tuple[int, int, int]]) -> tuple[s
     Each listed weight of ``blocks.{layer}.attn.hook_pattern`` is set to 0 and its query row
     renormalised to sum to 1, so the head spreads the removed attention over the keys it still
     sees (the paper's "attention knockout"); a row with nothing left stays all zero. The same
-    edges are cut for every item of the batch.
+    edges are cut for every item of the batch. Below, in L1H2 (``blocks.0``, head 1) query 9
+    no longer reads keys 2 and 3:
 
-    >>> knockout_edges(0, [(1, 9, 2), (1, 9, 3)])   # L1H2: query 9 no longer reads keys 2, 3
+    >>> knockout_edges(0, [(1, 9, 2), (1, 9, 3)])   # doctest: +ELLIPSIS
     ('blocks.0.attn.hook_pattern', <function ...>)
     """
     _check_index(layer, "layer")
