@@ -1,0 +1,5 @@
+import sys
+
+from mulinterp.cli import main
+
+sys.exit(main())

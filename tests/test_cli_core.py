@@ -1,0 +1,72 @@
+"""End-to-end through the CLI entry point: show, models, train → eval → multiply, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mulinterp.cli import main
+
+PAPER_LINE = (
+    "9 1 7 3 * 9 4 3 3||1 7 4 3 3 + 0 6 7 8 4 1 ( 1 3 2 2 8 1 ) + 0 0 7 5 1 1 1 "
+    "( 1 3 9 7 9 2 1 ) + 0 0 0 7 5 1 1 1 #### 1 3 9 4 5 4 2 1"
+)
+
+
+def test_show_deng_prints_the_paper_line_exactly(capsys):
+    assert main(["show", "3719", "3349", "--format", "deng"]) == 0
+    assert capsys.readouterr().out == PAPER_LINE + "\n"
+
+
+def test_show_table_and_json(capsys):
+    assert main(["show", "3719", "3349"]) == 0
+    out = capsys.readouterr().out
+    assert "3719 × 3349 = 12454931" in out and "81   53   99   94   45   34   12    1" in out
+    assert main(["show", "12", "345", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["task"] == "2x3" and d["c"] == [0, 4, 1, 4, 0]
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["show", "0123", "5"], "leading zero"),
+        (["show", "12a", "5"], "not a positive integer"),
+        (["show", "123456789", "5"], "at most 8"),
+        (["multiply", "371", "3349", "--model", "sft-4x4"], "exactly 4 digits"),
+        (["eval", "no-such-model"], "available: "),
+        (["train", "--regime", "sft", "--digits", "9x9", "--out", "x.safetensors"], "from 1 to 8"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_eval_multiply_round_trip(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    for regime in ("sft", "icot", "aux"):
+        assert main(["train", "--regime", regime, "--digits", "2x2", "--preset", "tiny", "--steps", "30",
+                     "--batch", "32", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--n", "200", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n"] == 200 and len(d["per_digit"]) == 4 and 0 <= d["exact_match"] <= 1
+    assert main(["multiply", "12", "34", "--model", str(out)]) == 0
+    assert "true: 12 × 34 = 0408" in capsys.readouterr().out
+    assert main(["models", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["task"] == "2x2" and rows[-1]["regime"] == "aux"
+    # a Deng file of another digit count is refused
+    deng = tmp_path / "d.txt"
+    deng.write_text("9 1 7 3 * 9 4 3 3||1 #### 1 3 9 4 5 4 2 1\n")
+    assert main(["eval", str(out), "--data", str(deng)]) == 2
+
+
+def test_console_script_help_and_version():
+    r = subprocess.run([sys.executable, "-m", "mulinterp.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("mulinterp ")
+    r = subprocess.run([sys.executable, "-m", "mulinterp.cli", "train", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--resume" in r.stdout and "--aux-weight" in r.stdout
