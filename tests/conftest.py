@@ -14,3 +14,11 @@ def tiny22():
 
     task = MulTask(2, 2)
     return MulModel(build_model(task, "tiny", seed=0), task, get_preset("tiny"), {"name": "tiny22"})
+
+
+def pytest_configure(config):
+    # Small models run faster on one thread, and the suite shares a 2-core machine with
+    # notebook kernels; each analysis test stays well under a second this way.
+    import torch
+
+    torch.set_num_threads(1)

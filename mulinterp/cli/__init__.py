@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "mulinterp.cli.training",  # train, eval, multiply
     "mulinterp.cli.circuits1",  # attribute, dla, patch, probe
     "mulinterp.cli.circuits2",  # heads, dag, geometry, dynamics
+    "mulinterp.cli.figures",  # figures
 ]
 
 

@@ -1,0 +1,30 @@
+"""``mulinterp figures``: every paper figure from the bundled models."""
+
+from __future__ import annotations
+
+
+def cmd_figures(args) -> int:
+    from mulinterp.cli.common import check_n
+    from mulinterp.figures import paper_figures
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    records = paper_figures(args.out, formats, n=check_n(args.n), progress=not args.quiet)
+    total = sum(r.seconds for r in records)
+    print(f"wrote {sum(len(r.files) for r in records)} files + index.html to {args.out}")
+    for r in records:
+        print(f"  {r.name:<16} {r.seconds:6.1f} s  {', '.join(r.files)}")
+    print(f"  {'total':<16} {total:6.1f} s")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("figures", help="regenerate every paper figure (HTML + PNG) from the bundled models",
+                       description="Regenerate the figures of the paper (accuracy, attribution, probes, attention "
+                       "roles, DAG, Minkowski, Fourier, prism, dynamics) from the bundled models, offline on CPU. "
+                       "HTML is self-contained; PNG is drawn with matplotlib (plotly's own PNG export needs a "
+                       "browser download). Writes one file per figure per format and index.html.")
+    p.add_argument("--out", default="figures", help="output folder (default figures/)")
+    p.add_argument("--format", default="html,png", help="comma-separated: html, png (default both)")
+    p.add_argument("--n", type=int, default=256, help="problems per analysis (default 256)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_figures)

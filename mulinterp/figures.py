@@ -1,0 +1,170 @@
+"""Every figure of the paper (PAPER.md §4) from the bundled models, in one call.
+
+Each builder asks :mod:`mulinterp.circuits` for the data and :mod:`mulinterp.viz` to draw it;
+:func:`paper_figures` writes one file per figure per format plus an ``index.html``.
+Files are rendered into a temporary folder beside the destination and moved into place only
+when every figure succeeded, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+FORMATS = ("html", "png")
+REQUIRED_MODELS = ("sft-4x4", "icot-4x4", "aux-4x4")
+
+
+@dataclass
+class FigureRecord:
+    name: str
+    title: str
+    command: str
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Models:
+    """Load each bundled model once."""
+
+    def __init__(self) -> None:
+        self._cache: dict = {}
+
+    def __call__(self, name: str):
+        if name not in self._cache:
+            from mulinterp.models import load_pretrained
+
+            self._cache[name] = load_pretrained(name)
+        return self._cache[name]
+
+
+def accuracy_figure(results: dict) -> go.Figure:
+    """Exact match and per-digit accuracy of several models (``{name: EvalResult}``)."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], subplot_titles=["exact match", "per-digit accuracy"])
+    for name, res in results.items():
+        fig.add_trace(go.Bar(x=[name], y=[res.exact_match], name=name, showlegend=False), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[f"c{k}" for k in range(len(res.per_digit))], y=res.per_digit, mode="lines+markers", name=name), row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05])
+    n = next(iter(results.values())).n
+    fig.update_layout(title=f"Greedy-decoding accuracy on {n} held-out problems")
+    return fig
+
+
+def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
+    from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
+    from mulinterp.training import evaluate_generated
+    from mulinterp.viz import circuits1 as v1
+    from mulinterp.viz import circuits2 as v2
+
+    def accuracy():
+        return accuracy_figure({k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in REQUIRED_MODELS})
+
+    def attribution_fig():
+        return v1.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in ("sft-4x4", "icot-4x4")})
+
+    def probe_fig():
+        return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in ("sft-4x4", "icot-4x4")})
+
+    def heads_fig():
+        return v2.heads_figure(heads.head_table(models("icot-4x4"), n=n, seed=0))
+
+    def dag_fig():
+        m = models("icot-4x4")
+        g = dag.build_dag(heads.head_table(m, n=n, seed=0))
+        return v2.dag_figure(g, dag.knockout(m, g, n=min(n, 256), seed=0))
+
+    def minkowski_fig():
+        m = models("icot-4x4")
+        return v2.minkowski_figure(geometry.minkowski(m, n=max(n, 1000), seed=0))
+
+    def fourier_fig():
+        return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in REQUIRED_MODELS})
+
+    def prism_fig():
+        return v2.prism_figure(geometry.fourier_analysis(models("icot-4x4"), n=max(n, 1000), seed=0), name="icot-4x4")
+
+    def dynamics_fig():
+        return v2.dynamics_figure(dynamics.dynamics(["sft-4x4", "aux-4x4"]))
+
+    return [
+        ("accuracy", "Exact match and per-digit accuracy, SFT vs ICoT vs aux", "mulinterp eval NAME --json", accuracy),
+        ("attribution", "Long-range counterfactual logit attribution, SFT vs ICoT", "mulinterp attribute --model sft-4x4 / icot-4x4", attribution_fig),
+        ("probe", "Probed vs true running sum ĉ_k, k = 2..6", "mulinterp probe --model sft-4x4 --model icot-4x4", probe_fig),
+        ("attention_roles", "Attention roles of every head at every answer step (icot-4x4)", "mulinterp heads", heads_fig),
+        ("dag", "The cache/retrieve attention graph and its knockout (icot-4x4)", "mulinterp dag", dag_fig),
+        ("minkowski", "Minkowski-sum PCA of layer 1 head 3 at c_2 (icot-4x4)", "mulinterp geometry", minkowski_fig),
+        ("fourier", "Fourier-basis R² of digit objects", "mulinterp geometry --json", fourier_fig),
+        ("prism", "Final residual stream at c_2, PCA coloured by c_2 (icot-4x4)", "mulinterp geometry", prism_fig),
+        ("dynamics", "Per-position loss and gradient norm over training, SFT vs aux", "mulinterp dynamics", dynamics_fig),
+    ]
+
+
+def check_request(out: Path, formats: list[str]) -> None:
+    """Validate before any work: formats, destination, bundled models."""
+    from mulinterp.models import pretrained_path
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown figure format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    parent = out.resolve().parent
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"cannot write figures to {out}: it is a file")
+    if not parent.is_dir():
+        raise ValueError(f"cannot write figures to {out}: folder {parent} does not exist")
+    import os
+
+    target = out if out.is_dir() else parent
+    if not os.access(target, os.W_OK):
+        raise ValueError(f"cannot write figures to {out}: {target} is not writable")
+    for name in REQUIRED_MODELS:
+        pretrained_path(name)  # raises if missing or damaged
+
+
+def paper_figures(out: str | Path = "figures", formats: list[str] | None = None, n: int = 256, progress: bool = True) -> list[FigureRecord]:
+    """Regenerate every paper figure into ``out``; returns what was written and how long each took."""
+    from tqdm.auto import tqdm
+
+    from mulinterp.viz import write_figure
+
+    out = Path(out)
+    formats = list(formats or FORMATS)
+    check_request(out, formats)
+    models = _Models()
+    records: list[FigureRecord] = []
+    tmp = Path(tempfile.mkdtemp(prefix=".figures-", dir=out.resolve().parent))
+    try:
+        builders = _builders(models, n)
+        for name, title, command, build in tqdm(builders, disable=not progress, desc="figures"):
+            t0 = time.perf_counter()
+            fig = build()
+            rec = FigureRecord(name, title, command)
+            for fmt in formats:
+                write_figure(fig, tmp / f"{name}.{fmt}")
+                rec.files.append(f"{name}.{fmt}")
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+        (tmp / "index.html").write_text(_index(records))
+        out.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            shutil.move(str(f), out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return records
+
+
+def _index(records: list[FigureRecord]) -> str:
+    rows = []
+    for r in records:
+        links = " ".join(f'<a href="{html.escape(f)}">{html.escape(f.rsplit(".", 1)[1])}</a>' for f in r.files)
+        png = next((f for f in r.files if f.endswith(".png")), None)
+        img = f'<br><img src="{html.escape(png)}" width="640">' if png else ""
+        rows.append(f"<h2>{html.escape(r.title)}</h2><p>{links} — <code>{html.escape(r.command)}</code> ({r.seconds:.1f} s){img}</p>")
+    return "<!doctype html><meta charset='utf-8'><title>mulinterp figures</title><h1>mulinterp: the paper's figures</h1>" + "".join(rows)
