@@ -32,7 +32,7 @@ notebook("01_quickstart", [
 ])
 
 notebook("06_train_your_own", [
-    ("md", "# Train your own (2×2 digits, on a CPU)\n\nA tiny 2-layer model learns 2×2 multiplication with plain SFT in a minute or two; then we look at it with the same tools as the 4×4 models."),
+    ("md", "# Train your own (2×2 digits, on a CPU)\n\nA tiny 2-layer model trains on 2×2 multiplication with plain SFT for 300 steps (under a minute on a free CPU core): it gets c0 and c3 right and the middle digits only partly — run more steps to watch them appear. Then we look at it with the same tools as the 4×4 models."),
     ("code", "import tempfile, pathlib\nfrom mulinterp.training import TrainConfig, train\n\nout = pathlib.Path(tempfile.mkdtemp()) / 'sft-2x2.safetensors'\ncfg = TrainConfig(regime='sft', digits='2x2', preset='tiny', steps=300, batch=256, lr=3e-3, warmup=30,\n                  telemetry_every=50, eval_every=300, checkpoint_every=300, eval_n=500, device='cpu')\nm = train(cfg, out, progress=False)\nprint(m.meta['metrics']['val'])"),
     ("code", "from mulinterp.circuits.dynamics import load_telemetry\nd = load_telemetry(out.with_name(out.stem + '.telemetry.jsonl'))\nprint('step each digit reached 90 %:', d.learned_step)"),
     ("code", "from mulinterp.circuits.heads import head_table\nfrom mulinterp.circuits.attribution import logit_attribution\ntable = head_table(m, n=200, seed=0)\nfor rec in table.to_records()[:8]:\n    print(rec)\natt = logit_attribution(m, n=200, seed=0)\nprint(att.rows, att.cols)\nprint(att.matrix.round(decimals=2))"),

@@ -55,16 +55,6 @@ def planted_model(task: MulTask = TASK) -> MulModel:
     return MulModel(model, task, spec, {"name": "planted"})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run many small ops; on a busy 2-core machine torch's thread pool makes each
-    one wait for a sleeping worker (measured: 13.6 s vs 0.35 s for the batched-sweep test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_model()

@@ -82,16 +82,6 @@ def planted_model() -> MulModel:
     return MulModel(model, task, spec, {"name": "planted"})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the models here are tiny: thread start-up and barriers cost more than the matmuls,
-    # badly so on a loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_model()

@@ -93,6 +93,16 @@ def check_operands(task: MulTask, a: Tensor, b: Tensor) -> None:
             raise ValueError(f"digit-count mismatch: every {name} must have exactly {n} digits for the {task.name} model")
 
 
+def draw_problems(task: MulTask, a: Tensor | None, b: Tensor | None, n: int, split: str, seed: int) -> tuple[Tensor, Tensor]:
+    """The given operands (checked against the task), or ``n`` fresh ones from ``split``."""
+    if a is None or b is None:
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        a, b = task.sample(n, split, seed=seed)
+    check_operands(task, a, b)
+    return a, b
+
+
 def corrupt_digit(
     task: MulTask,
     a: Int[Tensor, " batch"],
@@ -192,11 +202,7 @@ def logit_attribution(
         raise ValueError(f"target must be 'predicted' or 'true', got {target!r}")
     if prefix not in ("clean", "own"):
         raise ValueError(f"prefix must be 'clean' or 'own', got {prefix!r}")
-    if a is None or b is None:
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        a, b = task.sample(n, split, seed=seed)
-    check_operands(task, a, b)
+    a, b = draw_problems(task, a, b, n, split, seed)
     rows = operand_digits(task)
     n_prob, n_rows = len(a), len(rows)
 
@@ -260,6 +266,7 @@ __all__ = [
     "parse_operand_digit",
     "corrupt_digit",
     "check_operands",
+    "draw_problems",
     "teacher_forced",
     "true_answer",
     "answer_logits",

@@ -49,6 +49,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from mulinterp.arithmetic import to_digits
+from mulinterp.circuits.attribution import draw_problems
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 from mulinterp.task import MulTask
@@ -324,8 +325,7 @@ def knockout(
     """Cut the DAG's attention edges (and, as control, ``n_random`` draws of as many non-DAG
     edges, see :func:`control_edges`, seeded by ``seed``) and decode greedily."""
     task = m.task
-    if a is None or b is None:
-        a, b = task.sample(n, split, seed=seed)
+    a, b = draw_problems(task, a, b, n, split, seed)
     true = to_digits(a.to(torch.int64) * b.to(torch.int64), task.n_c)
     dag_edges = sorted(dag.edge_keys())
     draws = control_edges(dag, n_random, seed, control)

@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mulinterp.circuits.attribution import answer_digits, check_operands, teacher_forced, true_answer
+from mulinterp.circuits.attribution import answer_digits, draw_problems, teacher_forced, true_answer
 from mulinterp.task import MulTask
 
 BIAS_TERM = "ln_final.b @ W_U + b_U"
@@ -118,11 +118,7 @@ def direct_logit_attribution(
     model = m.model
     if target not in ("true", "predicted"):
         raise ValueError(f"target must be 'true' or 'predicted', got {target!r}")
-    if a is None or b is None:
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        a, b = task.sample(n, split, seed=seed)
-    check_operands(task, a, b)
+    a, b = draw_problems(task, a, b, n, split, seed)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     device = next(model.parameters()).device
     tokens = teacher_forced(task, a, b).to(device)

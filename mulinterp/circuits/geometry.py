@@ -50,6 +50,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mulinterp.arithmetic import ground_truth
+from mulinterp.circuits.attribution import draw_problems
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 
@@ -204,8 +205,7 @@ def minkowski(
     task = m.task
     _check_site(m, layer, head, position)
     sides = [_digit(task, d) for d in digits]
-    if a is None or b is None:
-        a, b = task.sample(n, split, seed=seed)
+    a, b = draw_problems(task, a, b, n, split, seed)
     gt = ground_truth(a, b, task.n_a, task.n_b)
     values = torch.stack([(gt.a if s == "a" else gt.b)[:, i] for s, i in sides], 1)
     tokens = task.encode(a, b, "plain")[:, :-1]

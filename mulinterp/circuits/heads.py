@@ -44,6 +44,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mulinterp.circuits.attribution import draw_problems
 from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
@@ -126,8 +127,7 @@ def attention_by_timestep(
     on the fly, so memory stays at one batch of patterns.
     """
     task = m.task
-    if a is None or b is None:
-        a, b = task.sample(n, split, seed=seed)
+    a, b = draw_problems(task, a, b, n, split, seed)
     tokens = task.encode(a, b, "plain")[:, :-1]
     device = next(m.model.parameters()).device
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(m.n_layers)]

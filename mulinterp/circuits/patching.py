@@ -56,8 +56,8 @@ from torch import Tensor
 
 from mulinterp.circuits.attribution import (
     answer_digits,
-    check_operands,
     corrupt_digit,
+    draw_problems,
     operand_digits,
     parse_operand_digit,
     teacher_forced,
@@ -177,11 +177,7 @@ def prepare(
         raise ValueError(f"answer must be 'predicted' or 'true', got {answer!r}")
     if prefix not in ("clean", "own"):
         raise ValueError(f"prefix must be 'clean' or 'own', got {prefix!r}")
-    if a is None or b is None:
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        a, b = task.sample(n, split, seed=seed)
-    check_operands(task, a, b)
+    a, b = draw_problems(task, a, b, n, split, seed)
     gen = torch.Generator().manual_seed(seed)
     if str(corrupt).strip().lower() == "random":
         which = torch.randint(len(operand_digits(task)), (len(a),), generator=gen)
