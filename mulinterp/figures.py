@@ -73,17 +73,19 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     def probe_fig():
         return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in ("sft-4x4", "icot-4x4")})
 
+    # Mechanism figures use aux-4x4: our ICoT model did not learn the task and has no pair
+    # heads (docs/results-circuits2.md), aux is the one bundled model with cached pairs.
     def heads_fig():
-        return v2.heads_figure(heads.head_table(models("icot-4x4"), n=n, seed=0))
+        return v2.heads_figure(heads.head_table(models("aux-4x4"), n=n, seed=0))
 
     def dag_fig():
-        m = models("icot-4x4")
+        m = models("aux-4x4")
         g = dag.build_dag(heads.head_table(m, n=n, seed=0))
         return v2.dag_figure(g, dag.knockout(m, g, n=min(n, 256), seed=0))
 
     def minkowski_fig():
-        m = models("icot-4x4")
-        return v2.minkowski_figure(geometry.minkowski(m, n=max(n, 1000), seed=0))
+        m = models("aux-4x4")
+        return v2.minkowski_figure(geometry.minkowski_best(m, heads.head_table(m, n=n, seed=0), n=max(n, 1000), seed=0))
 
     def fourier_fig():
         return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in REQUIRED_MODELS})
@@ -98,9 +100,9 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         ("accuracy", "Exact match and per-digit accuracy, SFT vs ICoT vs aux", "mulinterp eval NAME --json", accuracy),
         ("attribution", "Long-range counterfactual logit attribution, SFT vs ICoT", "mulinterp attribute --model sft-4x4 / icot-4x4", attribution_fig),
         ("probe", "Probed vs true running sum ĉ_k, k = 2..6", "mulinterp probe --model sft-4x4 --model icot-4x4", probe_fig),
-        ("attention_roles", "Attention roles of every head at every answer step (icot-4x4)", "mulinterp heads", heads_fig),
-        ("dag", "The cache/retrieve attention graph and its knockout (icot-4x4)", "mulinterp dag", dag_fig),
-        ("minkowski", "Minkowski-sum PCA of layer 1 head 3 at c_2 (icot-4x4)", "mulinterp geometry", minkowski_fig),
+        ("attention_roles", "Attention roles of every head at every answer step (aux-4x4)", "mulinterp heads --model aux-4x4", heads_fig),
+        ("dag", "The cache/retrieve attention graph and its knockout (aux-4x4)", "mulinterp dag --model aux-4x4", dag_fig),
+        ("minkowski", "Minkowski-sum PCA of the sharpest pair head (aux-4x4)", "mulinterp geometry --model aux-4x4 --best", minkowski_fig),
         ("fourier", "Fourier-basis R² of digit objects", "mulinterp geometry --json", fourier_fig),
         ("prism", "Final residual stream at c_2, PCA coloured by c_2 (icot-4x4)", "mulinterp geometry", prism_fig),
         ("dynamics", "Per-position loss and gradient norm over training, SFT vs aux", "mulinterp dynamics", dynamics_fig),
