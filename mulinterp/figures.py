@@ -141,7 +141,10 @@ def paper_figures(out: str | Path = "figures", formats: list[str] | None = None,
     check_request(out, formats)
     models = _Models()
     records: list[FigureRecord] = []
-    tmp = Path(tempfile.mkdtemp(prefix=".figures-", dir=out.resolve().parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".figures-", dir=out.resolve().parent))
+    except OSError as e:
+        raise ValueError(f"cannot write figures to {out}: {e.strerror or e}") from None
     try:
         builders = _builders(models, n)
         for name, title, command, build in tqdm(builders, disable=not progress, desc="figures"):

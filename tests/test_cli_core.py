@@ -70,3 +70,13 @@ def test_console_script_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("mulinterp ")
     r = subprocess.run([sys.executable, "-m", "mulinterp.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--resume" in r.stdout and "--aux-weight" in r.stdout
+
+
+def test_figures_bad_input_leaves_nothing(tmp_path, capsys):
+    assert main(["figures", "--out", str(tmp_path / "figs"), "--format", "svg"]) == 2
+    assert "unknown figure format svg" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["figures", "--out", str(blocker)]) == 2
+    assert main(["figures", "--out", str(tmp_path / "no" / "such" / "dir")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

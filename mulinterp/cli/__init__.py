@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # includes CLIError
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file system refusal the library did not anticipate
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
