@@ -96,7 +96,7 @@ def cmd_dla(args) -> int:
     for name, a, b in ranked:
         print(f"  {_component_label(name):34s} {a:8.3f} {b:11.3f}")
     if sources:
-        print(f"  largest head × source-position shares of the logit difference:")
+        print("  largest head × source-position shares of the logit difference:")
         for l, h, s, v in sources:
             print(f"  {head_label(l, h):28s} ← {s:5s} {v:8.3f}")
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 
 from mulinterp.cli.common import DEFAULT_MODEL, CLIError, check_n, emit_json, load_model
 from mulinterp.cli.core import parse_operand
