@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -145,19 +146,23 @@ def save(m: MulModel, path: str | Path, dtype: torch.dtype | None = None) -> Pat
     return path
 
 
-def _read_header(path: Path, data: bytes) -> dict[str, str]:
-    import struct
-
+def safetensors_metadata(path: Path, data: bytes, what: str = "checkpoint") -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file from its leading bytes (8-byte length + JSON
+    header), without reading tensors; ``ValueError`` naming ``what`` if truncated or foreign."""
     if len(data) < 8:
-        raise ValueError(f"checkpoint {path} is truncated or not a safetensors file ({len(data)} bytes)")
+        raise ValueError(f"{what} {path} is truncated or not a safetensors file ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
     if 8 + n > len(data):
-        raise ValueError(f"checkpoint {path} is truncated: header says {n} bytes, file has {len(data) - 8}")
+        raise ValueError(f"{what} {path} is truncated: header says {n} bytes, file has {len(data) - 8}")
     try:
         header = json.loads(data[8 : 8 + n])
     except ValueError:
-        raise ValueError(f"checkpoint {path} is not a safetensors file (unreadable header)") from None
-    meta = header.get("__metadata__") or {}
+        raise ValueError(f"{what} {path} is not a safetensors file (unreadable header)") from None
+    return header.get("__metadata__") or {}
+
+
+def _read_header(path: Path, data: bytes) -> dict[str, str]:
+    meta = safetensors_metadata(path, data)
     if meta.get("format") != "mulinterp":
         raise ValueError(f"checkpoint {path} is not a mulinterp checkpoint (no mulinterp metadata)")
     return meta
@@ -205,8 +210,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"checkpoint {path} does not exist")
     with path.open("rb") as f:
         head = f.read(8)
-        import struct
-
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
         data = head + f.read(n)
     meta = _read_header(path, data)

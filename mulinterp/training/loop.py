@@ -24,7 +24,7 @@ from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
 from mulinterp.io import atomic_write_bytes, check_writable
-from mulinterp.models import MulModel, build_model, get_preset, save
+from mulinterp.models import MulModel, build_model, get_preset, safetensors_metadata, save
 from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
@@ -212,12 +212,9 @@ class Trainer:
         data = path.read_bytes()
         try:
             tensors = st_load(data)
-            import struct
-
-            n = struct.unpack("<Q", data[:8])[0]
-            meta = json.loads(data[8 : 8 + n])["__metadata__"]
         except Exception as e:  # noqa: BLE001 - any decode failure means a damaged file
             raise ValueError(f"resume file {path} is damaged: {e}") from None
+        meta = safetensors_metadata(path, data, "resume file")
         saved = TrainConfig.from_dict(json.loads(meta["config"]))
         for key in ("regime", "digits", "preset"):
             if getattr(saved, key) != getattr(self.cfg, key):
