@@ -8,7 +8,9 @@ when every figure succeeded, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import functools
 import html
+import os
 import shutil
 import tempfile
 import time
@@ -75,17 +77,19 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
 
     # Mechanism figures use aux-4x4: our ICoT model did not learn the task and has no pair
     # heads (docs/results-circuits2.md), aux is the one bundled model with cached pairs.
+    @functools.cache
+    def aux_table():  # shared by the roles, DAG and Minkowski figures
+        return heads.head_table(models("aux-4x4"), n=n, seed=0)
+
     def heads_fig():
-        return v2.heads_figure(heads.head_table(models("aux-4x4"), n=n, seed=0))
+        return v2.heads_figure(aux_table())
 
     def dag_fig():
-        m = models("aux-4x4")
-        g = dag.build_dag(heads.head_table(m, n=n, seed=0))
-        return v2.dag_figure(g, dag.knockout(m, g, n=min(n, 256), seed=0))
+        g = dag.build_dag(aux_table())
+        return v2.dag_figure(g, dag.knockout(models("aux-4x4"), g, n=min(n, 256), seed=0))
 
     def minkowski_fig():
-        m = models("aux-4x4")
-        return v2.minkowski_figure(geometry.minkowski_best(m, heads.head_table(m, n=n, seed=0), n=max(n, 1000), seed=0))
+        return v2.minkowski_figure(geometry.minkowski_best(models("aux-4x4"), aux_table(), n=max(n, 1000), seed=0))
 
     def fourier_fig():
         return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in REQUIRED_MODELS})
@@ -121,8 +125,6 @@ def check_request(out: Path, formats: list[str]) -> None:
         raise ValueError(f"cannot write figures to {out}: it is a file")
     if not parent.is_dir():
         raise ValueError(f"cannot write figures to {out}: folder {parent} does not exist")
-    import os
-
     target = out if out.is_dir() else parent
     if not os.access(target, os.W_OK):
         raise ValueError(f"cannot write figures to {out}: {target} is not writable")
