@@ -4,7 +4,8 @@
 
 Reference style (as in Deng et al.'s code): batch 32, fp32, examples built and CoT removed
 one example at a time in Python, padded per batch. Ours: the configured batch, on-device
-generation, vectorised removal, bf16 autocast on CUDA. Both train the same architecture;
+generation, vectorised removal, bf16 autocast on CUDA (and, as a second number on CPU, with
+``--cpu-bf16``). Both train the same architecture;
 the printout gives examples/s for each and the ratio, for ``sft`` and ``icot``.
 """
 
@@ -63,9 +64,12 @@ def reference_examples_per_s(task: MulTask, preset: str, regime: str, steps: int
     return 32 * steps / (time.perf_counter() - t0)
 
 
-def ours_examples_per_s(task: MulTask, preset: str, regime: str, steps: int, device: str, batch: int) -> float:
+def ours_examples_per_s(
+    task: MulTask, preset: str, regime: str, steps: int, device: str, batch: int, cpu_bf16: bool = False
+) -> float:
     with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(regime=regime, digits=task.name, preset=preset, steps=10**6, batch=batch, device=device,
+                          cpu_bf16=cpu_bf16,
                           telemetry_every=10**6, eval_every=10**6, checkpoint_every=10**6, epoch_size=batch * 100)
         tr = Trainer(cfg, Path(d) / "m.safetensors")
         tr.examples = cfg.epoch_size * 10 // 8  # same partial removal (10 tokens) as the reference
@@ -95,8 +99,13 @@ def main() -> None:
     print(f"device: {name}; preset {args.preset}")
     for regime in ("sft", "icot"):
         ref = reference_examples_per_s(task, args.preset, regime, args.steps, args.device)
-        ours = ours_examples_per_s(task, args.preset, regime, max(3, args.steps // 4), args.device, args.batch)
-        print(f"{regime:>5}: reference-style {ref:,.0f} examples/s; mulinterp {ours:,.0f} examples/s; ratio {ours / ref:.1f}x")
+        ours_steps = max(3, args.steps // 4)
+        ours = ours_examples_per_s(task, args.preset, regime, ours_steps, args.device, args.batch)
+        line = f"{regime:>5}: reference-style {ref:,.0f} examples/s; mulinterp {ours:,.0f} examples/s ({ours / ref:.1f}x)"
+        if args.device == "cpu":  # bf16 autocast is opt-in on CPU (--cpu-bf16); CUDA uses it by default
+            bf16 = ours_examples_per_s(task, args.preset, regime, ours_steps, args.device, args.batch, cpu_bf16=True)
+            line += f"; with --cpu-bf16 {bf16:,.0f} examples/s ({bf16 / ref:.1f}x)"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,17 @@ def test_bad_configs_and_resume_mismatch(tmp_path):
         train(tiny_cfg(regime="icot", steps=5), tmp_path / "m.safetensors", resume=True, progress=False)
     with pytest.raises(ValueError, match="does not exist"):
         train(tiny_cfg(), tmp_path / "no" / "m.safetensors", progress=False)
+
+
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path):
+    from mulinterp.training import Trainer
+
+    trainer = Trainer(tiny_cfg(regime="sft", steps=5, cpu_bf16=cpu_bf16), tmp_path / "m.safetensors")
+    tokens = trainer.task.encode(*trainer.task.sample(4, "train", seed=0), "plain")
+    with trainer._autocast():
+        logits = trainer.net(tokens)
+    assert logits.dtype == (torch.bfloat16 if cpu_bf16 else torch.float32)
+    m = trainer.run(progress=False)
+    assert all(torch.isfinite(v).all() for v in m.model.state_dict().values())
+    assert all(v.dtype == torch.float32 for v in trainer.net.parameters())  # master weights stay fp32

@@ -12,7 +12,7 @@ _OVERRIDES = {
     "seed": "seed", "device": "device", "warmup": "warmup", "schedule": "schedule", "weight_decay": "weight_decay",
     "remove_per_epoch": "remove_per_epoch", "epoch_size": "epoch_size", "smoothing": "removal_smoothing",
     "aux_weight": "aux_weight", "telemetry_every": "telemetry_every", "checkpoint_every": "checkpoint_every",
-    "eval_every": "eval_every",
+    "eval_every": "eval_every", "cpu_bf16": "cpu_bf16",
 }
 
 
@@ -114,6 +114,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--seed", type=int, help="seed for initialisation and data")
     p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--cpu-bf16", action="store_true", default=None,
+                   help="bf16 autocast on CPU (faster where the CPU has AVX512-BF16/AMX, slower elsewhere)")
     p.add_argument("--remove-per-epoch", type=float, help="icot: CoT tokens removed per epoch of examples")
     p.add_argument("--epoch-size", type=int, help="icot: examples per epoch-equivalent")
     p.add_argument("--smoothing", type=float, help="icot: λ of the removal offset P(k) ∝ exp(−λk); inf disables")

@@ -43,7 +43,10 @@ class TrainConfig:
     telemetry_every: int = 100
     checkpoint_every: int = 500
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast on CUDA
+    # bf16 autocast on CPU too. Off by default: 1.5–1.9× faster on CPUs with AVX512-BF16/AMX
+    # (measured: docs/benchmarks.md), but emulated, hence slower, on CPUs without them.
+    cpu_bf16: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:

@@ -102,7 +102,7 @@ class Trainer:
         return torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.98), **kw)
 
     def _autocast(self):
-        enabled = self.cfg.amp and self.device.type == "cuda"
+        enabled = self.cfg.amp if self.device.type == "cuda" else self.cfg.cpu_bf16
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def removed_now(self) -> int:
