@@ -151,6 +151,26 @@ class MulTask:
             return h >= _TEST_BUCKETS + _VAL_BUCKETS
         return torch.ones_like(h, dtype=torch.bool)
 
+    @property
+    def n_problems(self) -> int:
+        """Operand pairs in the task (leading digits non-zero), all splits together."""
+        return 9 * 10 ** (self.n_a - 1) * 9 * 10 ** (self.n_b - 1)
+
+    def enumerate_split(
+        self, split: Split, device: str | torch.device = "cpu", limit: int = 2_000_000
+    ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"]]:
+        """Every operand pair of ``split``, ``a``-major; refused for tasks above ``limit`` pairs."""
+        if self.n_problems > limit:
+            raise ValueError(
+                f"the {self.name} task has {self.n_problems:,} problems, too many to enumerate "
+                f"(limit {limit:,}); sample instead"
+            )
+        lo_a, hi_a, lo_b, hi_b = 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
+        a = torch.arange(lo_a, hi_a, device=device).repeat_interleave(hi_b - lo_b)
+        b = torch.arange(lo_b, hi_b, device=device).repeat(hi_a - lo_a)
+        keep = self.in_split(a, b, split)
+        return a[keep], b[keep]
+
     def sample(
         self,
         n: int,
@@ -168,13 +188,10 @@ class MulTask:
             generator.manual_seed(0 if seed is None else seed)
         device = generator.device
         lo_a, hi_a, lo_b, hi_b = 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
-        if (hi_a - lo_a) * (hi_b - lo_b) < 20_000:  # tiny spaces: draw from the enumerated split
-            a_all = torch.arange(lo_a, hi_a, device=device).repeat_interleave(hi_b - lo_b)
-            b_all = torch.arange(lo_b, hi_b, device=device).repeat(hi_a - lo_a)
-            keep = self.in_split(a_all, b_all, split)
-            if not keep.any():
+        if self.n_problems < 20_000:  # tiny spaces: draw from the enumerated split
+            a_all, b_all = self.enumerate_split(split, device=device)
+            if not len(a_all):
                 raise ValueError(f"the {split} split of the {self.name} task is empty")
-            a_all, b_all = a_all[keep], b_all[keep]
             idx = torch.randint(len(a_all), (n,), generator=generator, device=device)
             return a_all[idx], b_all[idx]
         frac = {"test": 0.02, "val": 0.02, "train": 0.96, "any": 1.0}[split]

@@ -83,3 +83,15 @@ def test_bad_task_specs():
         MulTask(2, 2).encode(torch.tensor([12]), torch.tensor([34]), "latex")
     with pytest.raises(ValueError, match="exactly 4 digits"):
         MulTask(4, 4).encode_ints([123], [4567])
+
+
+def test_enumerated_splits_partition_the_task_and_match_sampling():
+    task = MulTask(2, 2)
+    parts = {s: task.enumerate_split(s) for s in ("train", "val", "test")}
+    assert sum(len(a) for a, _ in parts.values()) == task.n_problems == 8100
+    keys = [set((a * 100 + b).tolist()) for a, b in parts.values()]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    a, b = task.sample(50, "test", seed=3)
+    assert set((a * 100 + b).tolist()) <= keys[2]
+    with pytest.raises(ValueError, match="too many to enumerate"):
+        MulTask(4, 4).enumerate_split("test")

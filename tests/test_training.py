@@ -104,3 +104,28 @@ def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path):
     m = trainer.run(progress=False)
     assert all(torch.isfinite(v).all() for v in m.model.state_dict().values())
     assert all(v.dtype == torch.float32 for v in trainer.net.parameters())  # master weights stay fp32
+
+
+def test_evaluation_splits_by_commuted_twin():
+    """An oracle that only knows problems whose twin b × a it was 'trained' on scores 1 and 0."""
+    from mulinterp.arithmetic import to_digits
+    from mulinterp.training import evaluate_split
+
+    task = MulTask(2, 2)
+
+    def oracle(seq):
+        digits = seq[:, : task.input_len]
+        a = digits[:, 0] + 10 * digits[:, 1]
+        b = digits[:, 3] + 10 * digits[:, 4]
+        true = to_digits(a * b, task.n_c)
+        k = seq.shape[1] - task.answer_start("plain") - 1  # digits written so far
+        nxt = torch.where(task.in_split(b, a, "train"), true[:, k], (true[:, k] + 1) % 10)
+        logits = torch.zeros(seq.shape[0], seq.shape[1], 18)
+        logits[:, -1] = torch.nn.functional.one_hot(nxt, 18).float()
+        return logits
+
+    res = evaluate_split(oracle, task, "test")
+    twin = res.to_dict()["commuted_twin"]
+    assert twin["in_train"]["n"] + twin["held_out"]["n"] == res.n == len(task.enumerate_split("test")[0])
+    assert twin["in_train"]["exact_match"] == 1.0 and twin["held_out"]["exact_match"] == 0.0
+    assert twin["held_out"]["n"] > 0

@@ -46,8 +46,10 @@ def cmd_eval(args) -> int:
     import torch
 
     from mulinterp.task import read_deng_file
-    from mulinterp.training import evaluate, evaluate_generated
+    from mulinterp.training import evaluate, evaluate_generated, evaluate_split
 
+    if args.data and args.all:
+        raise CLIError("--all evaluates generated problems; it cannot be combined with --data")
     m = load_model(args.model)
     if args.data:
         task, problems = read_deng_file(args.data)
@@ -56,6 +58,8 @@ def cmd_eval(args) -> int:
         a = torch.tensor([p.a for p in problems])
         b = torch.tensor([p.b for p in problems])
         res = evaluate(m.model, m.task, a, b, source=str(args.data))
+    elif args.all:
+        res = evaluate_split(m.model, m.task, split=args.split)
     else:
         res = evaluate_generated(m.model, m.task, check_n(args.n), seed=args.seed, split=args.split)
     if args.json:
@@ -63,7 +67,16 @@ def cmd_eval(args) -> int:
         return 0
     print(f"{args.model} on {res.n} problems ({res.source}): exact match {100 * res.exact_match:.2f}%")
     print("per digit: " + "  ".join(f"c{k} {100 * v:.1f}%" for k, v in enumerate(res.per_digit)))
+    twin = res.extra.get("commuted_twin")
+    if twin:
+        rows = [f"{label} {twin[key]['n']} problems, {_pct(twin[key]['exact_match'])}"
+                for key, label in (("in_train", "in the training split:"), ("held_out", "held out too:"))]
+        print("by commuted twin b × a: " + "; ".join(rows))
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
 
 
 def cmd_multiply(args) -> int:
@@ -135,12 +148,16 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="exact match and per-digit accuracy by greedy decoding",
                        description="Evaluate MODEL (bundled name or checkpoint file) by greedy decoding on fresh "
-                       "held-out problems, or on a Deng-format file with --data.")
+                       "held-out problems (--n random draws, or --all of them on small tasks), or on a Deng-format file with "
+                       "--data. Square tasks also report accuracy split by whether each problem's commuted twin "
+                       "b × a was in the training split (recalling the twin is not multiplying).")
     p.add_argument("model", metavar="MODEL", help="bundled name (see `mulinterp models`) or checkpoint file")
     p.add_argument("--data", metavar="FILE", help="Deng-format file (INPUT||COT #### ANSWER per line)")
     p.add_argument("--n", type=int, default=10_000, help="generated problems (default 10000)")
     p.add_argument("--seed", type=int, default=2025, help="seed for generated problems (default 2025)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="held-out split to draw from")
+    p.add_argument("--all", action="store_true",
+                   help="every problem of the split instead of --n random draws (tasks up to about 3x3)")
     p.add_argument("--json", action="store_true", help='print {"exact_match", "per_digit", "n", …}')
     p.set_defaults(func=cmd_eval)
 
