@@ -54,6 +54,13 @@ def test_train_eval_multiply_round_trip(tmp_path, capsys):
     assert main(["eval", str(out), "--n", "200", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["n"] == 200 and len(d["per_digit"]) == 4 and 0 <= d["exact_match"] <= 1
+    assert main(["eval", str(out), "--all", "--json"]) == 0  # every test problem of 2×2
+    d = json.loads(capsys.readouterr().out)
+    twin = d["commuted_twin"]
+    assert d["n"] == 159 == twin["in_train"]["n"] + twin["held_out"]["n"]
+    assert main(["eval", str(out), "--all", "--data", "x.txt"]) == 2
+    assert main(["eval", "sft-4x4", "--all"]) == 2  # 81 M problems: refused, one line
+    assert "too many to enumerate" in capsys.readouterr().err
     assert main(["multiply", "12", "34", "--model", str(out)]) == 0
     assert "true: 12 × 34 = 0408" in capsys.readouterr().out
     assert main(["models", str(out), "--json"]) == 0
