@@ -152,9 +152,15 @@ class MulTask:
         return torch.ones_like(h, dtype=torch.bool)
 
     @property
+    def operand_bounds(self) -> tuple[int, int, int, int]:
+        """``lo_a, hi_a, lo_b, hi_b``: operands range over ``[lo, hi)`` (leading digit non-zero)."""
+        return 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
+
+    @property
     def n_problems(self) -> int:
-        """Operand pairs in the task (leading digits non-zero), all splits together."""
-        return 9 * 10 ** (self.n_a - 1) * 9 * 10 ** (self.n_b - 1)
+        """Operand pairs in the task, all splits together."""
+        lo_a, hi_a, lo_b, hi_b = self.operand_bounds
+        return (hi_a - lo_a) * (hi_b - lo_b)
 
     def enumerate_split(
         self, split: Split, device: str | torch.device = "cpu", limit: int = 2_000_000
@@ -165,7 +171,7 @@ class MulTask:
                 f"the {self.name} task has {self.n_problems:,} problems, too many to enumerate "
                 f"(limit {limit:,}); sample instead"
             )
-        lo_a, hi_a, lo_b, hi_b = 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
+        lo_a, hi_a, lo_b, hi_b = self.operand_bounds
         a = torch.arange(lo_a, hi_a, device=device).repeat_interleave(hi_b - lo_b)
         b = torch.arange(lo_b, hi_b, device=device).repeat(hi_a - lo_a)
         keep = self.in_split(a, b, split)
@@ -187,7 +193,7 @@ class MulTask:
             generator = torch.Generator(device=device)
             generator.manual_seed(0 if seed is None else seed)
         device = generator.device
-        lo_a, hi_a, lo_b, hi_b = 10 ** (self.n_a - 1), 10**self.n_a, 10 ** (self.n_b - 1), 10**self.n_b
+        lo_a, hi_a, lo_b, hi_b = self.operand_bounds
         if self.n_problems < 20_000:  # tiny spaces: draw from the enumerated split
             a_all, b_all = self.enumerate_split(split, device=device)
             if not len(a_all):

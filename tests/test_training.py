@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mulinterp.task import PAD, MulTask
+from mulinterp.task import D_VOCAB, PAD, MulTask
 from mulinterp.training import TrainConfig, train
 from mulinterp.training.data import make_batch, remove_cot, removal_offsets, scheduled_removal
 from mulinterp.training.loop import resume_path, telemetry_path
@@ -120,8 +120,8 @@ def test_evaluation_splits_by_commuted_twin():
         true = to_digits(a * b, task.n_c)
         k = seq.shape[1] - task.answer_start("plain") - 1  # digits written so far
         nxt = torch.where(task.in_split(b, a, "train"), true[:, k], (true[:, k] + 1) % 10)
-        logits = torch.zeros(seq.shape[0], seq.shape[1], 18)
-        logits[:, -1] = torch.nn.functional.one_hot(nxt, 18).float()
+        logits = torch.zeros(seq.shape[0], seq.shape[1], D_VOCAB)
+        logits[:, -1] = torch.nn.functional.one_hot(nxt, D_VOCAB).float()
         return logits
 
     res = evaluate_split(oracle, task, "test")
