@@ -19,12 +19,23 @@ Answer positions are named by the digit they *predict*: the token at ``answer_st
 
 Splits are disjoint by construction: every ``(a, b)`` pair hashes to one of 1000 buckets;
 buckets 0–19 are ``test``, 20–39 ``val`` and the rest ``train``.
+
+A task has one of two vocabularies. ``vocab="mulinterp"`` (the default) is the 18-token
+vocabulary above, used by every model trained here. ``vocab="gpt2"`` is the paper's own: the
+GPT-2 tokens and prompt layout of the authors' released checkpoints (see
+:mod:`mulinterp.paper_tokens`)::
+
+    a_0 .. a_{n-1} * b_0 .. b_{m-1} ␣ <eot> <eot> # ### c_0 .. c_{n+m-1} <eot>
+
+Digits are ids 0–9 in both, operands sit at the same positions, and ``###`` plays the part of
+``ANS``; code that asks the task for positions (:meth:`MulTask.answer_start`,
+:meth:`MulTask.b_position`, :meth:`MulTask.token_labels`) works on either.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -32,6 +43,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from mulinterp import paper_tokens
 from mulinterp.arithmetic import from_digits, to_digits
 
 # ---------------------------------------------------------------------------------------
@@ -42,6 +54,7 @@ VOCAB: list[str] = DIGITS + ["*", "+", "(", ")", "||", "####", "<eos>", "<pad>"]
 D_VOCAB = len(VOCAB)
 TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
 
+VOCABS: tuple[str, ...] = ("mulinterp", "gpt2")
 Format = Literal["plain", "cot"]
 Split = Literal["train", "val", "test", "any"]
 FORMATS: tuple[str, ...] = ("plain", "cot")
@@ -62,14 +75,38 @@ class MulTask:
     >>> task = MulTask(4, 4)
     >>> task.decode(task.encode_ints([3719], [3349])[0])
     '9 1 7 3 * 9 4 3 3 || #### 1 3 9 4 5 4 2 1 <eos>'
+    >>> paper = MulTask(4, 4, vocab="gpt2")       # the authors' released models
+    >>> paper.decode_tokens(paper.encode_ints([3719], [3349])[0])
+    '9 1 7 3 * 9 4 3 3 ␣ <eot> <eot> # ### 1 3 9 4 5 4 2 1 <eot>'
     """
 
     n_a: int = 4
     n_b: int = 4
+    # Not compared: two tasks are equal when they pose the same problems (digits, splits),
+    # however the tokens are written — so a Deng file's 4×4 problems match an imported model.
+    vocab: str = field(default="mulinterp", compare=False)
 
     def __post_init__(self) -> None:
         _check_n("n_a", self.n_a)
         _check_n("n_b", self.n_b)
+        if self.vocab not in VOCABS:
+            raise ValueError(f"unknown vocabulary {self.vocab!r}; choose one of {', '.join(VOCABS)}")
+
+    @property
+    def d_vocab(self) -> int:
+        """Size of the vocabulary (the GPT-2 one keeps all 50 257 tokens, reordered)."""
+        return D_VOCAB if self.vocab == "mulinterp" else paper_tokens.GPT2_VOCAB_SIZE
+
+    @property
+    def vocab_names(self) -> list[str]:
+        """Names of the layout's tokens by id (the GPT-2 vocabulary: only the 15 it uses)."""
+        return VOCAB if self.vocab == "mulinterp" else paper_tokens.NAMES
+
+    def _check_format(self, fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        if fmt == "cot" and self.vocab == "gpt2":
+            raise ValueError("the paper's GPT-2 layout has no chain-of-thought tokens here; use the plain format")
 
     # ----- shapes of the layout ---------------------------------------------------------
     @property
@@ -83,8 +120,21 @@ class MulTask:
 
     @property
     def input_len(self) -> int:
-        """``a_0..a_{n-1} * b_0..b_{m-1} SEP``."""
-        return self.n_a + self.n_b + 2
+        """``a_0..a_{n-1} * b_0..b_{m-1} SEP`` (GPT-2 layout: ``… b_{m-1} ␣ <eot> <eot> #``)."""
+        return self.n_a + self.n_b + (2 if self.vocab == "mulinterp" else 5)
+
+    def a_position(self, i: int) -> int:
+        """Position of operand digit ``a_i`` (the same in both layouts)."""
+        return i
+
+    def b_position(self, j: int) -> int:
+        """Position of operand digit ``b_j`` (after ``a`` and ``*``, in both layouts)."""
+        return self.n_a + 1 + j
+
+    @property
+    def operand_positions(self) -> list[int]:
+        """Positions of ``a_0..a_{n-1}, b_0..b_{m-1}``, in that order."""
+        return [self.a_position(i) for i in range(self.n_a)] + [self.b_position(j) for j in range(self.n_b)]
 
     @property
     def cot_len(self) -> int:
@@ -94,11 +144,13 @@ class MulTask:
         return sum(widths) + (self.n_b - 1) + sum(widths[1 : 1 + n_sums]) + 2 * n_sums
 
     def seq_len(self, fmt: Format = "plain") -> int:
+        self._check_format(fmt)
         cot = self.cot_len if fmt == "cot" else 0
         return self.input_len + cot + 1 + self.n_c + 1
 
     def answer_start(self, fmt: Format = "plain") -> int:
-        """Index of the ``ANS`` token, which predicts ``c_0``."""
+        """Index of the ``ANS`` token (GPT-2 layout: ``###``), which predicts ``c_0``."""
+        self._check_format(fmt)
         return self.input_len + (self.cot_len if fmt == "cot" else 0)
 
     def answer_positions(self, fmt: Format = "plain") -> Tensor:
@@ -106,13 +158,24 @@ class MulTask:
         return self.answer_start(fmt) + torch.arange(self.n_c)
 
     def token_labels(self, fmt: Format = "plain") -> list[str]:
-        """Human labels per position (``a0``, ``*``, ``b1``, ``SEP``, ``ANS``, ``c3`` …)."""
-        labels = [f"a{i}" for i in range(self.n_a)] + ["*"] + [f"b{j}" for j in range(self.n_b)] + ["SEP"]
+        """Human labels per position (``a0``, ``*``, ``b1``, ``SEP``, ``ANS``, ``c3`` …).
+
+        The GPT-2 layout's separator tokens are labelled ``␣``, ``EOT``, ``EOT``, ``#`` (its
+        ``###`` is ``ANS``, the position that predicts ``c_0``).
+        """
+        self._check_format(fmt)
+        labels = [f"a{i}" for i in range(self.n_a)] + ["*"] + [f"b{j}" for j in range(self.n_b)]
+        labels += ["SEP"] if self.vocab == "mulinterp" else ["␣", "EOT", "EOT", "#"]
         labels += [f"cot{t}" for t in range(self.cot_len if fmt == "cot" else 0)]
         return labels + ["ANS"] + [f"c{k}" for k in range(self.n_c)] + ["EOS"]
 
-    def to_dict(self) -> dict[str, int]:
-        return {"n_a": self.n_a, "n_b": self.n_b}
+    def to_dict(self) -> dict[str, int | str]:
+        """JSON form for checkpoint metadata (``vocab`` only when it is not the default, so
+        the metadata of models trained here is unchanged)."""
+        d: dict[str, int | str] = {"n_a": self.n_a, "n_b": self.n_b}
+        if self.vocab != "mulinterp":
+            d["vocab"] = self.vocab
+        return d
 
     @classmethod
     def parse(cls, spec: str) -> "MulTask":
@@ -239,14 +302,18 @@ class MulTask:
         self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"], fmt: Format = "plain"
     ) -> Int[Tensor, "batch seq"]:
         """Token ids of whole problems (input, optional CoT, answer, EOS)."""
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self._check_format(fmt)
         a, b = a.to(torch.int64), b.to(torch.int64)
         batch = a.shape[0]
 
-        def const(tok: int) -> Tensor:
-            return torch.full((batch, 1), tok, dtype=torch.int64, device=a.device)
+        def const(*toks: int) -> Tensor:
+            return torch.tensor(toks, dtype=torch.int64, device=a.device).expand(batch, len(toks))
 
+        if self.vocab == "gpt2":
+            pt = paper_tokens
+            parts = [to_digits(a, self.n_a), const(pt.MUL), to_digits(b, self.n_b),
+                     const(pt.SPACE, pt.EOT, pt.EOT, pt.HASH, pt.ANS), to_digits(a * b, self.n_c), const(pt.EOT)]
+            return torch.cat(parts, dim=1)
         parts = [to_digits(a, self.n_a), const(MUL), to_digits(b, self.n_b), const(SEP)]
         if fmt == "cot":
             parts.append(self.cot_tokens(a, b))
@@ -271,9 +338,18 @@ class MulTask:
 
     @staticmethod
     def decode(tokens: Tensor | Sequence[int]) -> str:
-        """Space-separated token strings (pad tokens dropped)."""
+        """Space-separated token strings (pad tokens dropped), in the 18-token vocabulary."""
         ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
         return " ".join(VOCAB[i] for i in ids if i != PAD)
+
+    def decode_tokens(self, tokens: Tensor | Sequence[int]) -> str:
+        """:meth:`decode` in this task's vocabulary (GPT-2 ids outside the layout as ``gpt2:ID``)."""
+        if self.vocab == "mulinterp":
+            return self.decode(tokens)
+        ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
+        names = self.vocab_names
+        order = paper_tokens.gpt2_order()
+        return " ".join(names[i] if i < len(names) else f"gpt2:{int(order[i])}" for i in ids)
 
     # ----- Deng-format text -------------------------------------------------------------
     def deng_line(self, a: int, b: int) -> str:

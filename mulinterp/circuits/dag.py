@@ -144,8 +144,8 @@ def site_id(layer: int, k: int) -> str:
 def eligible_keys(task: MulTask, layer: int, k: int) -> dict[int, str]:
     """Key positions a layer-``layer`` head at timestep ``c_k`` can read that are DAG nodes,
     mapped to the source node id (see the module docstring)."""
-    keys = {i: f"a{i}" for i in range(task.n_a)}
-    keys.update({task.n_a + 1 + j: f"b{j}" for j in range(task.n_b)})
+    keys = {task.a_position(i): f"a{i}" for i in range(task.n_a)}
+    keys.update({task.b_position(j): f"b{j}" for j in range(task.n_b)})
     start = task.answer_start("plain")
     for kp in range(k):
         if layer >= 1:
@@ -181,7 +181,7 @@ def build_dag(table: HeadTable, threshold: float = 0.25) -> AttentionDAG:
                 row = att.pattern[layer, head, start + k]
                 hits = {p: src for p, src in keys.items() if float(row[p]) >= threshold}
                 pair = pair_of.get((layer, head, k))
-                if pair and {pair[0], task.n_a + 1 + pair[1]} <= set(hits):
+                if pair and {task.a_position(pair[0]), task.b_position(pair[1])} <= set(hits):
                     mine.add(pair)
                 for p, src in sorted(hits.items()):
                     if src.startswith(("a", "b")):

@@ -87,7 +87,7 @@ class TimestepAttention:
 
     @property
     def b_mass(self) -> Float[Tensor, "layer head n_c n_b"]:
-        lo = self.task.n_a + 1
+        lo = self.task.b_position(0)
         return self.answer[..., lo : lo + self.task.n_b]
 
     @property
@@ -227,7 +227,7 @@ def classify_heads(att: TimestepAttention, min_mass: float = 0.5, min_weight: fl
                 targets = tuple("self" if p == start + k else names[p] for p in order)
                 weights = tuple(float(row[p]) for p in order)
                 if float(operand_mass[layer, head, k]) >= min_mass:
-                    ops = [p for p in order if p < task.input_len - 1 and p != task.n_a]
+                    ops = [p for p in order if p in task.operand_positions]
                     rows.append(HeadRow(layer, head, k, "operand", tuple(names[p] for p in ops),
                                         tuple(float(row[p]) for p in ops), float(operand_mass[layer, head, k])))
                 else:
