@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,19 +33,34 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from mulinterp.io import atomic_write_bytes
-from mulinterp.task import D_VOCAB, MulTask
+from mulinterp.task import MulTask
 
 FORMAT_VERSION = "1"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture of a GPT-2-style decoder (GELU MLP, LayerNorm, learned positions)."""
+    """Architecture of a GPT-2-style decoder (GELU MLP, LayerNorm, learned positions).
+
+    The last four fields matter only for imported models (:mod:`mulinterp.importers`); their
+    defaults are what every model trained here uses: the task's vocabulary and CoT context,
+    GPT-2's tanh-approximated GELU, LayerNorm eps 1e-5.
+    """
 
     d_model: int
     n_layers: int = 2
     n_heads: int = 4
     d_mlp: int | None = None  # default 4 × d_model
+    d_vocab: int | None = None  # default: the task's vocabulary
+    n_ctx: int | None = None  # default: the task's CoT layout length
+    act_fn: str = "gelu_new"
+    eps: float = 1e-5
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for checkpoint metadata: fields left at their default are omitted, so a
+        model trained here writes exactly the four fields it always wrote."""
+        d = asdict(self)
+        return {f.name: d[f.name] for f in fields(self) if f.name in _CORE_FIELDS or d[f.name] != f.default}
 
     @property
     def d_head(self) -> int:
@@ -55,6 +70,8 @@ class ModelSpec:
     def mlp_width(self) -> int:
         return self.d_mlp or 4 * self.d_model
 
+
+_CORE_FIELDS = ("d_model", "n_layers", "n_heads", "d_mlp")
 
 PRESETS: dict[str, ModelSpec] = {
     "paper": ModelSpec(d_model=768),  # the paper's 2L4H width
@@ -89,9 +106,10 @@ def build_model(task: MulTask, spec: ModelSpec | str, seed: int = 0, device: str
         n_layers=spec.n_layers,
         n_heads=spec.n_heads,
         d_mlp=spec.mlp_width,
-        n_ctx=task.seq_len("cot"),
-        d_vocab=D_VOCAB,
-        act_fn="gelu_new",
+        n_ctx=spec.n_ctx or task.seq_len("cot"),
+        d_vocab=spec.d_vocab or task.d_vocab,
+        act_fn=spec.act_fn,
+        eps=spec.eps,
         normalization_type="LN",
         seed=seed,
         model_name=f"mulinterp-{task.name}",
@@ -133,7 +151,7 @@ def checkpoint_bytes(m: MulModel, dtype: torch.dtype | None = None) -> bytes:
         "format": "mulinterp",
         "format_version": FORMAT_VERSION,
         "task": json.dumps(m.task.to_dict()),
-        "model": json.dumps(asdict(m.spec)),
+        "model": json.dumps(m.spec.to_dict()),
         "meta": json.dumps(m.meta, sort_keys=True),
     }
     return st_save(tensors, metadata=metadata)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mulinterp.cli.circuits1",  # attribute, dla, patch, probe
     "mulinterp.cli.circuits2",  # heads, dag, geometry, dynamics
     "mulinterp.cli.figures",  # figures
+    "mulinterp.cli.importer",  # import (the paper's released checkpoints)
 ]
 
 
