@@ -77,6 +77,7 @@ PRESETS: dict[str, ModelSpec] = {
     "paper": ModelSpec(d_model=768),  # the paper's 2L4H width
     "gpu": ModelSpec(d_model=512),  # what the bundled models use (see README: size/transfer limits)
     "cpu": ModelSpec(d_model=128),  # trainable on a laptop CPU in hours
+    "small": ModelSpec(d_model=64),  # the 4×4 campaign's CPU width (docs/training-runs/campaign.md)
     "tiny": ModelSpec(d_model=32),  # unit tests and 2×2 demos
 }
 

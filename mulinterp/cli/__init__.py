@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "mulinterp.cli.circuits2",  # heads, dag, geometry, dynamics
     "mulinterp.cli.figures",  # figures
     "mulinterp.cli.importer",  # import (the paper's released checkpoints)
+    "mulinterp.cli.campaign",  # campaign status / run / cooldown / promote / readme
 ]
 
 

@@ -12,7 +12,7 @@ _OVERRIDES = {
     "seed": "seed", "device": "device", "warmup": "warmup", "schedule": "schedule", "weight_decay": "weight_decay",
     "remove_per_epoch": "remove_per_epoch", "epoch_size": "epoch_size", "smoothing": "removal_smoothing",
     "aux_weight": "aux_weight", "telemetry_every": "telemetry_every", "checkpoint_every": "checkpoint_every",
-    "eval_every": "eval_every", "cpu_bf16": "cpu_bf16",
+    "eval_every": "eval_every", "cpu_bf16": "cpu_bf16", "init": "init_from", "stop_at_exact": "stop_at_exact",
 }
 
 
@@ -118,7 +118,7 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="recipe JSON (keys of TrainConfig); flags override it")
     p.add_argument("--regime", choices=["sft", "icot", "aux"], help="training regime")
     p.add_argument("--digits", help="task, e.g. 4x4 or 2x3 (1–8 digits each)")
-    p.add_argument("--preset", choices=["paper", "gpu", "cpu", "tiny"], help="model width preset")
+    p.add_argument("--preset", choices=["paper", "gpu", "cpu", "small", "tiny"], help="model width preset")
     p.add_argument("--steps", type=int, help="optimizer steps in total")
     p.add_argument("--batch", type=int, help="problems per step (fresh random problems every step)")
     p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
@@ -141,6 +141,11 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, help="steps between validation evaluations")
     p.add_argument("--out", required=True, metavar="FILE", help="checkpoint to write (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="warm start: initial weights from CHECKPOINT (same task and width), fresh optimizer, "
+                   "counters from 0 (ignored with --resume)")
+    p.add_argument("--stop-at-exact", type=float, metavar="X",
+                   help="stop (checkpointed) once the periodic validation exact match reaches X (e.g. 0.995)")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop (checkpointed) after N steps of this run")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop (checkpointed) after this wall time")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

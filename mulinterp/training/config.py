@@ -26,6 +26,10 @@ class TrainConfig:
     warmup: int = 100  # linear warm-up steps
     schedule: str = "cosine"  # "cosine" (to min_lr_frac · lr) or "constant" after warm-up
     min_lr_frac: float = 0.1
+    # cool-down branch of an open-ended (constant) run: from step ``cooldown_from`` the lr falls
+    # linearly to min_lr_frac · lr over ``cooldown_steps`` steps, then stays there
+    cooldown_from: int | None = None
+    cooldown_steps: int = 0
     grad_clip: float = 1.0
     seed: int = 0
     # ICoT (Deng et al. stepwise internalisation)
@@ -48,6 +52,10 @@ class TrainConfig:
     # (measured: docs/benchmarks.md), but emulated, hence slower, on CPUs without them.
     cpu_bf16: bool = False
     compile: bool = False
+    # stop (checkpointed) once the periodic validation (eval_n problems) reaches this exact match
+    stop_at_exact: float | None = None
+    # warm start: initial weights from this checkpoint (same task and width), fresh optimizer
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -61,6 +69,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if self.cooldown_from is not None and (self.cooldown_from < 0 or self.cooldown_steps <= 0):
+            raise ValueError("a cool-down needs cooldown_from ≥ 0 and cooldown_steps > 0")
+        if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
+            raise ValueError(f"stop_at_exact must be in (0, 1], got {self.stop_at_exact}")
 
     @property
     def task(self) -> MulTask:
@@ -93,6 +105,14 @@ class TrainConfig:
             raise ValueError(f"recipe {path} is not valid JSON: {e}") from None
 
     def lr_at(self, step: int) -> float:
+        """Warm-up, then cosine or constant; a cool-down branch, if set, overrides from its start."""
+        if self.cooldown_from is not None and step >= self.cooldown_from:
+            start = self._base_lr(self.cooldown_from)
+            frac = min(1.0, (step - self.cooldown_from) / self.cooldown_steps)
+            return start + (self.min_lr_frac * self.lr - start) * frac
+        return self._base_lr(step)
+
+    def _base_lr(self, step: int) -> float:
         if step < self.warmup:
             return self.lr * (step + 1) / self.warmup
         if self.schedule == "constant":

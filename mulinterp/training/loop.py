@@ -4,15 +4,25 @@ One loop; the regime decides the layout of the batch (plain or CoT with removal)
 positions carry loss, and whether the running-sum probe adds its MSE.
 
 Resumability: every ``checkpoint_every`` steps the loop writes the model checkpoint ``OUT``
-and a resume file ``OUT.resume.safetensors`` holding weights, optimizer moments, the data
+and a resume file ``OUT.resume`` (safetensors) holding weights, optimizer moments, the data
 generator's RNG state and the counters. ``resume=True`` continues bit-for-bit on CPU: "N steps
 straight" and "N/2 steps, stop, resume, N/2 steps" give identical weights (tested).
+
+Moving a run between devices (CPU ↔ CUDA) keeps weights, AdamW moments and counters; only the
+data generator's state cannot cross (CPU and CUDA generators keep different states), so it is
+re-seeded from (seed, step) and the step is recorded in the counters (``rng_reseeded``).
+Wall time is kept per device (``wall_by_device``) so a run's cost adds up across machines.
+
+SIGTERM (and SIGINT) make the loop stop after the current step with its state saved, so a
+campaign can stop a run at any time without losing work.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +94,11 @@ class Trainer:
         self.examples = 0
         self.last_removed = 0
         self.wall = 0.0
+        self.wall_by_device: dict[str, float] = {}
+        self.rng_reseeded: list[int] = []
+        self.warm_start: dict[str, Any] | None = None
         self.metrics: dict[str, Any] = {}
+        self._stop_requested = False
         self.forward = self.net
         if cfg.compile and self.device.type == "cuda":
             self.forward = torch.compile(self.net, dynamic=True)
@@ -158,6 +172,10 @@ class Trainer:
         self.net.train()
         return res
 
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
     def write_telemetry(self, row: dict[str, Any]) -> None:
         with telemetry_path(self.out).open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -176,13 +194,16 @@ class Trainer:
             "metrics": self.metrics,
             "cot_remaining": self.task.cot_len - removed if self.cfg.regime == "icot" else 0,
             "training_cost": {
-                "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                "device": self.device_name,
                 "threads": torch.get_num_threads(),
                 "wall_seconds": round(self.wall, 1),
+                "wall_by_device": {k: round(v, 1) for k, v in self.wall_by_device.items()},
                 "steps": self.step,
                 "batch": self.cfg.batch,
             },
         }
+        if self.warm_start:
+            meta["warm_start"] = self.warm_start
         extras = self.probe.extras() if self.probe else {}
         return MulModel(self.model, self.task, self.spec, meta, extras)
 
@@ -199,7 +220,9 @@ class Trainer:
         meta = {
             "config": json.dumps(self.cfg.to_dict()),
             "counters": json.dumps(
-                {"step": self.step, "examples": self.examples, "last_removed": self.last_removed, "wall": self.wall, "metrics": self.metrics}
+                {"step": self.step, "examples": self.examples, "last_removed": self.last_removed, "wall": self.wall,
+                 "wall_by_device": self.wall_by_device, "rng_reseeded": self.rng_reseeded,
+                 "warm_start": self.warm_start, "metrics": self.metrics}
             ),
             "param_groups": json.dumps(opt_state["param_groups"]),
         }
@@ -229,15 +252,54 @@ class Trainer:
             if k.startswith("opt."):
                 _, i, key = k.split(".", 2)
                 state.setdefault(int(i), {})[key] = v if key == "step" else v.to(self.device)
-        self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-        self.gen.set_state(tensors["rng"])
+        groups = json.loads(meta["param_groups"])
+        for g in groups:  # fused AdamW exists on CUDA only; the flag must follow the device
+            if "fused" in g:
+                g["fused"] = True if self.device.type == "cuda" else None
+        self.opt.load_state_dict({"state": state, "param_groups": groups})
         c = json.loads(meta["counters"])
         self.step, self.examples, self.last_removed, self.wall = c["step"], c["examples"], c["last_removed"], c["wall"]
+        self.wall_by_device = c.get("wall_by_device") or {"cpu": self.wall}  # older files: CPU runs only
+        self.rng_reseeded = list(c.get("rng_reseeded", []))
+        self.warm_start = c.get("warm_start")
         self.metrics = c.get("metrics", {})
+        try:
+            self.gen.set_state(tensors["rng"])
+        except RuntimeError:  # the state of a generator on another device type (CPU ↔ CUDA)
+            self.gen.manual_seed(self.cfg.seed * 1_000_003 + self.step)
+            self.rng_reseeded.append(self.step)
         tel = telemetry_path(self.out)
         if tel.is_file():  # drop rows written after the checkpoint we resume from
             rows = [ln for ln in tel.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
             tel.write_text("".join(r + "\n" for r in rows))
+
+    def warm_start_from(self, path: str | Path) -> None:
+        """Initial weights (and the aux probe, if both have one) from a checkpoint; fresh optimizer."""
+        from mulinterp.models import load, sha256
+
+        src = load(path, device=self.device)
+        if src.task != self.task:
+            raise ValueError(f"cannot warm-start from {path}: it is a {src.task.name} model, this run is {self.task.name}")
+        if src.spec != self.spec:
+            raise ValueError(f"cannot warm-start from {path}: its width {src.spec} differs from preset {self.cfg.preset!r}")
+        self.model.load_state_dict(src.model.state_dict())
+        if self.probe is not None and "aux.weight" in src.extras:
+            if src.extras["aux.weight"].shape == self.probe.weight.shape:
+                with torch.no_grad():
+                    self.probe.weight.copy_(src.extras["aux.weight"])
+                    self.probe.bias.copy_(src.extras["aux.bias"])
+        self.opt = self._new_optimizer()
+        self.warm_start = {"from": str(path), "sha256": sha256(Path(path)), "its_steps": src.meta.get("steps"),
+                           "its_examples": src.meta.get("examples"), "its_regime": src.meta.get("regime")}
+
+    def request_stop(self, *_: Any) -> None:
+        """Finish the current step, save, and return (installed for SIGTERM/SIGINT by :meth:`run`).
+
+        A second request while the first is pending aborts at once (``KeyboardInterrupt``).
+        """
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
 
     # ----- the loop ---------------------------------------------------------------------
     def run(self, stop_after: int | None = None, time_budget: float | None = None, progress: bool = True) -> MulModel:
@@ -246,62 +308,92 @@ class Trainer:
         self.net.train()
         start_step, t0 = self.step, time.time()
         wall0 = self.wall
+        dev_wall0 = self.wall_by_device.get(self.device_name, 0.0)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=f"{cfg.regime} {self.task.name}")
         stopped_early = False
-        while self.step < cfg.steps:
-            if (stop_after is not None and self.step - start_step >= stop_after) or (
-                time_budget is not None and time.time() - t0 >= time_budget
-            ):
-                stopped_early = True
-                break
-            removed = self.removed_now()
-            if cfg.regime == "icot" and removed > self.last_removed:
-                if cfg.reset_optimizer:
-                    self.opt.state.clear()
-                self.last_removed = removed
-            batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing)
-            for g in self.opt.param_groups:
-                g["lr"] = cfg.lr_at(self.step)
-            ce, aux = self.losses(batch)
-            loss = ce + cfg.aux_weight * aux if aux is not None else ce
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.opt.step()
-            self.step += 1
-            self.examples += cfg.batch
-            self.wall = wall0 + time.time() - t0
-            if self.step % cfg.telemetry_every == 0 or self.step == cfg.steps:
-                pos_loss, grad_norm = self.per_position()
-                res = self.monitor()
-                row = {
-                    "step": self.step,
-                    "examples": self.examples,
-                    "wall": round(self.wall, 1),
-                    "lr": cfg.lr_at(self.step - 1),
-                    "loss": round(ce.item(), 5),
-                    "aux_loss": None if aux is None else round(aux.item(), 5),
-                    "cot_removed": removed,
-                    "cot_remaining": self.task.cot_len - removed if cfg.regime == "icot" else 0,
-                    "pos_loss": pos_loss,
-                    "grad_norm": grad_norm,
-                    "digit_acc": res.per_digit,
-                    "exact_match": res.exact_match,
-                }
-                self.write_telemetry(row)
-                bar.set_postfix(loss=f"{ce.item():.3f}", exact=f"{res.exact_match:.3f}", cot_left=row["cot_remaining"])
-            if self.step % cfg.eval_every == 0:
-                self.metrics["val"] = self.monitor(cfg.eval_n).to_dict()
-            if self.step % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-            bar.update(1)
-        bar.close()
+        previous = self._install_stop_handlers()
+        try:
+            while self.step < cfg.steps:
+                if (stop_after is not None and self.step - start_step >= stop_after) or (
+                    time_budget is not None and time.time() - t0 >= time_budget
+                ) or self._stop_requested or self._reached_target():
+                    stopped_early = True
+                    break
+                postfix = self._one_step(t0, wall0, dev_wall0)
+                if postfix:
+                    bar.set_postfix(**postfix)
+                bar.update(1)
+        finally:
+            self._restore_stop_handlers(previous)
+            bar.close()
         if not stopped_early or stop_after is None:  # a finished or timed-out run gets its final eval
             self.metrics["val"] = self.monitor(cfg.eval_n).to_dict()
         self.save_checkpoint()
         self.net.eval()
         return self.mul_model()
+
+    def _reached_target(self) -> bool:
+        target = self.cfg.stop_at_exact
+        val = self.metrics.get("val")
+        return target is not None and val is not None and val.get("exact_match", 0.0) >= target
+
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_stop_handlers(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _one_step(self, t0: float, wall0: float, dev_wall0: float) -> dict[str, Any] | None:
+        """One optimizer step plus its telemetry/eval/checkpoint duties; a progress postfix or None."""
+        cfg = self.cfg
+        postfix = None
+        removed = self.removed_now()
+        if cfg.regime == "icot" and removed > self.last_removed:
+            if cfg.reset_optimizer:
+                self.opt.state.clear()
+            self.last_removed = removed
+        batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing)
+        for g in self.opt.param_groups:
+            g["lr"] = cfg.lr_at(self.step)
+        ce, aux = self.losses(batch)
+        loss = ce + cfg.aux_weight * aux if aux is not None else ce
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        self.examples += cfg.batch
+        self.wall = wall0 + time.time() - t0
+        self.wall_by_device[self.device_name] = dev_wall0 + time.time() - t0
+        if self.step % cfg.telemetry_every == 0 or self.step == cfg.steps:
+            pos_loss, grad_norm = self.per_position()
+            res = self.monitor()
+            row = {
+                "step": self.step,
+                "examples": self.examples,
+                "wall": round(self.wall, 1),
+                "lr": cfg.lr_at(self.step - 1),
+                "loss": round(ce.item(), 5),
+                "aux_loss": None if aux is None else round(aux.item(), 5),
+                "cot_removed": removed,
+                "cot_remaining": self.task.cot_len - removed if cfg.regime == "icot" else 0,
+                "pos_loss": pos_loss,
+                "grad_norm": grad_norm,
+                "digit_acc": res.per_digit,
+                "exact_match": res.exact_match,
+            }
+            self.write_telemetry(row)
+            postfix = {"loss": f"{ce.item():.3f}", "exact": f"{res.exact_match:.3f}", "cot_left": row["cot_remaining"]}
+        if self.step % cfg.eval_every == 0:
+            self.metrics["val"] = self.monitor(cfg.eval_n).to_dict()
+        if self.step % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        return postfix
 
 
 def train(
@@ -319,5 +411,7 @@ def train(
     if resume:
         trainer.load_resume()
     else:
+        if cfg.init_from:
+            trainer.warm_start_from(cfg.init_from)
         telemetry_path(out).unlink(missing_ok=True)
     return trainer.run(stop_after=stop_after, time_budget=time_budget, progress=progress)

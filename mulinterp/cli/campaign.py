@@ -1,0 +1,142 @@
+"""``mulinterp campaign``: status, run, cooldown, promote and readme for the training campaign."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mulinterp.cli.common import CLIError, emit_json
+
+
+def _fmt_status(st: dict) -> str:
+    exact = "—" if st["val_exact"] is None else f"{100 * st['val_exact']:.1f}%"
+    digits = " ".join(f"{x:.2f}".lstrip("0") if x < 1 else "1.0" for x in st["val_per_digit"] or [])
+    cot = f"{st['cot_left']}" if st["regime"] == "icot" else "–"
+    hours = st["wall_s"] / 3600
+    devices = ",".join("CPU" if d == "cpu" else d.replace("NVIDIA ", "").split(" ")[0] for d in st["wall_by_device"]) or "–"
+    ex = f"{st['examples'] / 1e6:.1f}M"
+    return (f"{st['name']:<12} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "
+            f"{exact:>7}  {digits:<40} {hours:5.2f} h {devices:<8} {st['state']}")
+
+
+def cmd_status(args) -> int:
+    from mulinterp.training.campaign import Campaign
+
+    camp = Campaign.load(args.root)
+    rows = [r.status() for r in camp.runs]
+    if args.json:
+        emit_json(rows)
+        return 0
+    print(f"{'run':<12} {'task':<4} {'reg':<4} {'width':<5} {'step':>7} {'exampl':>7} {'cot':>4} {'val ex':>7}  "
+          f"{'val per digit c0…':<40} {'wall':>7} {'devices':<8} state")
+    for st in rows:
+        print(_fmt_status(st) + ("" if st["active"] else " (inactive)"))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from mulinterp.training.campaign import run_campaign
+
+    if args.budget <= 0:
+        raise CLIError(f"--budget must be positive, got {args.budget}")
+    if args.workers <= 0:
+        raise CLIError(f"--workers must be positive, got {args.workers}")
+    budget = args.budget * 60 if args.minutes else args.budget
+    statuses = run_campaign(args.root, budget, workers=args.workers, device=args.device, names=args.run or None,
+                            report_every=args.report_every)
+    for st in statuses:
+        print(_fmt_status(st))
+    return 0
+
+
+def cmd_cooldown(args) -> int:
+    from mulinterp.training.campaign import Campaign, cooldown
+
+    run = Campaign.load(args.root).get(args.run)
+    m = cooldown(run, args.steps, args.out, device=args.device, progress=not args.quiet)
+    val = m.meta["metrics"].get("val", {})
+    out = args.out or run.folder / "cooldown.safetensors"
+    print(f"wrote {out} after {m.meta['steps']} steps; val exact match {val.get('exact_match', float('nan')):.4f}, "
+          f"per digit {val.get('per_digit')}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from mulinterp.training.promotion import promote, update_readme
+
+    if args.force and not args.reason:
+        raise CLIError("--force needs --reason (it is recorded in the manifest)")
+    entry = promote(args.checkpoint, args.name, n=args.n, seed=args.seed, force=args.force, reason=args.reason or "")
+    print(f"bundled {args.checkpoint} as {args.name}: test exact match {100 * entry['test_exact_match']:.2f}% "
+          f"on {args.n} problems (seed {args.seed})"
+          + (f"; replaced {100 * entry['replaced']['test_exact_match']:.2f}%" if "replaced" in entry else ""))
+    if args.readme and update_readme(args.readme):
+        print(f"updated the bundled-models table in {args.readme}")
+    return 0
+
+
+def cmd_readme(args) -> int:
+    from mulinterp.training.promotion import bundled_table, update_readme
+
+    if args.print:
+        print(bundled_table())
+        return 0
+    print(f"{'updated' if update_readme(args.readme) else 'unchanged'}: {args.readme}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("campaign", help="the training campaign: status, run, cooldown, promote",
+                       description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
+                       "listed in runs/campaign.json in priority order). `status` prints the table without "
+                       "training; `run` continues the unfinished runs in the background of a session; `cooldown` "
+                       "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
+                       "bundled model of its name. See docs/training-runs/campaign.md.")
+    p.add_argument("--root", default="runs", type=Path, help="campaign folder (default runs/)")
+    csub = p.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+
+    q = csub.add_parser("status", help="one line per run: steps, examples, CoT left, val accuracy, wall time")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_status)
+
+    q = csub.add_parser("run", help="continue every unfinished active run within a wall-clock budget",
+                        description="Continue the first unfinished active runs (priority order of campaign.json), "
+                        "one `mulinterp train --resume` process per worker (one thread each on CPU); each stops with "
+                        "its state saved before the budget ends; a worker whose run finishes takes the next one. "
+                        "Prints a progress line per run every --report-every seconds.")
+    q.add_argument("--budget", type=float, required=True, help="wall-clock budget in seconds (or minutes with --minutes)")
+    q.add_argument("--minutes", action="store_true", help="--budget is in minutes")
+    q.add_argument("--workers", type=int, default=2, help="runs trained at once (default 2: one per core)")
+    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--run", action="append", metavar="NAME", help="train only this run (repeatable), active or not")
+    q.add_argument("--report-every", type=float, default=300, help="seconds between progress lines (default 300)")
+    q.set_defaults(func=cmd_run)
+
+    q = csub.add_parser("cooldown", help="branch a run: N steps with the lr falling linearly to min_lr_frac·lr",
+                        description="Write a cool-down branch of RUN (default runs/RUN/cooldown.safetensors): N more "
+                        "steps from its latest state with the learning rate decaying linearly to min_lr_frac·lr. The "
+                        "run itself is not changed, so it can keep training at its constant rate.")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--steps", type=int, required=True, help="cool-down steps")
+    q.add_argument("--out", type=Path, help="checkpoint to write")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_cooldown)
+
+    q = csub.add_parser("promote", help="bundle a checkpoint as NAME if it beats the bundled NAME on the test split",
+                        description="Evaluate CHECKPOINT on --n fresh test-split problems (seed --seed); if its exact "
+                        "match beats the bundled model NAME (or there is none, or --force), copy it into "
+                        "mulinterp/checkpoints/ with its telemetry and record checksum, accuracy, recipe and cost in "
+                        "the manifest.")
+    q.add_argument("checkpoint", metavar="CHECKPOINT")
+    q.add_argument("--as", dest="name", required=True, metavar="NAME", help="bundled name, e.g. icot-3x3")
+    q.add_argument("--n", type=int, default=10_000, help="test problems (default 10000)")
+    q.add_argument("--seed", type=int, default=2025, help="seed of the test draw (default 2025, as `mulinterp eval`)")
+    q.add_argument("--force", action="store_true", help="replace even if not better (SFT: width/budget match)")
+    q.add_argument("--reason", help="why (recorded in the manifest; required with --force)")
+    q.add_argument("--readme", type=Path, help="also regenerate the bundled-models table in this README")
+    q.set_defaults(func=cmd_promote)
+
+    q = csub.add_parser("readme", help="regenerate the README's bundled-models table from the manifest")
+    q.add_argument("--readme", type=Path, default=Path("README.md"))
+    q.add_argument("--print", action="store_true", help="print the table instead of writing it")
+    q.set_defaults(func=cmd_readme)

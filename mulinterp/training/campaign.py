@@ -1,0 +1,333 @@
+"""A training campaign: resumable runs whose whole state lives in a tracked folder.
+
+The reference models need more wall time than one session has, so training is a *campaign*:
+each run is a folder under ``runs/`` that any session (or a GPU call) can continue and then
+commit. A run folder holds::
+
+    runs/NAME/recipe.json              TrainConfig keys (works with `mulinterp train --config`)
+    runs/NAME/model.safetensors        latest checkpoint (a normal mulinterp checkpoint)
+    runs/NAME/model.safetensors.resume weights, AdamW moments, RNG, counters
+    runs/NAME/model.telemetry.jsonl    per-position loss / grad norm / monitor accuracy
+    runs/NAME/status.json              one-line summary, rewritten after every session
+    runs/NAME/sessions.jsonl           one row per session: device, steps from → to, wall
+
+and ``runs/campaign.json`` lists the runs in priority order with what each is for::
+
+    {"runs": [{"name": "icot-3x3", "bundle_as": "icot-3x3", "active": true, "note": "..."}, ...]}
+
+:func:`run_campaign` starts the first unfinished active runs, one process (one thread) per
+worker, each with a wall-clock budget that ends before the campaign's; a worker whose run
+finishes early takes the next one. Each process is an ordinary ``mulinterp train --resume``,
+so what a campaign does can always be repeated by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from mulinterp.io import atomic_write_bytes
+from mulinterp.models import get_preset, safetensors_metadata
+from mulinterp.training.config import TrainConfig
+from mulinterp.training.loop import resume_path, telemetry_path
+
+CAMPAIGN_FILE = "campaign.json"
+CHECKPOINT = "model.safetensors"
+# a run is not started with less than this much of the budget left (start-up + one checkpoint)
+MIN_SLICE_S = 120.0
+# each run's own budget ends this long before the campaign's, so its final save fits
+SAVE_MARGIN_S = 45.0
+
+
+@dataclass
+class CampaignRun:
+    """One run folder of a campaign."""
+
+    name: str
+    folder: Path
+    bundle_as: str | None = None
+    active: bool = True
+    note: str = ""
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.folder / "recipe.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / CHECKPOINT
+
+    @property
+    def resume_file(self) -> Path:
+        return resume_path(self.checkpoint)
+
+    @property
+    def telemetry(self) -> Path:
+        return telemetry_path(self.checkpoint)
+
+    @property
+    def status_path(self) -> Path:
+        return self.folder / "status.json"
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.folder / "sessions.jsonl"
+
+    def recipe(self) -> TrainConfig:
+        if not self.recipe_path.is_file():
+            raise ValueError(f"run {self.name}: no recipe at {self.recipe_path}")
+        return TrainConfig.from_file(self.recipe_path)
+
+    def counters(self) -> dict[str, Any]:
+        """Counters saved in the resume file (``{}`` for a run that has not started)."""
+        if not self.resume_file.is_file():
+            return {}
+        with self.resume_file.open("rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else 0
+            data = head + f.read(n)
+        meta = safetensors_metadata(self.resume_file, data, "resume file")
+        return json.loads(meta.get("counters", "{}"))
+
+    def last_telemetry(self) -> dict[str, Any]:
+        if not self.telemetry.is_file():
+            return {}
+        last = ""
+        with self.telemetry.open() as f:
+            for line in f:
+                if line.strip():
+                    last = line
+        return json.loads(last) if last else {}
+
+    def status(self) -> dict[str, Any]:
+        """The run's state from its files: steps, examples, CoT left, val accuracy, cost."""
+        cfg = self.recipe()
+        c = self.counters()
+        tel = self.last_telemetry()
+        val = (c.get("metrics") or {}).get("val") or {}
+        step = int(c.get("step", 0))
+        if not c:
+            state = "new"
+        elif cfg.stop_at_exact is not None and val.get("exact_match", 0.0) >= cfg.stop_at_exact:
+            state = "reached target"
+        elif step >= cfg.steps:
+            state = "out of steps"
+        else:
+            state = "in progress"
+        return {
+            "name": self.name,
+            "bundle_as": self.bundle_as,
+            "active": self.active,
+            "state": state,
+            "regime": cfg.regime,
+            "digits": cfg.digits,
+            "d_model": get_preset(cfg.preset).d_model,
+            "step": step,
+            "steps": cfg.steps,
+            "batch": cfg.batch,
+            "examples": int(c.get("examples", 0)),
+            "cot_left": tel.get("cot_remaining", cfg.task.cot_len if cfg.regime == "icot" else 0),
+            "train_loss": tel.get("loss"),
+            "val_exact": val.get("exact_match"),
+            "val_per_digit": val.get("per_digit"),
+            "val_n": val.get("n"),
+            "wall_s": round(float(c.get("wall", 0.0)), 1),
+            # resume files written before wall_by_device existed come from CPU runs only
+            "wall_by_device": {k: round(v, 1) for k, v in (c.get("wall_by_device") or ({"cpu": c["wall"]} if c else {})).items()},
+            "target": cfg.stop_at_exact,
+        }
+
+    @property
+    def finished(self) -> bool:
+        return self.status()["state"] in ("reached target", "out of steps")
+
+    def write_status(self) -> dict[str, Any]:
+        st = self.status()
+        atomic_write_bytes(self.status_path, (json.dumps(st) + "\n").encode())
+        return st
+
+
+@dataclass
+class Campaign:
+    root: Path
+    runs: list[CampaignRun] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: str | Path = "runs") -> "Campaign":
+        root = Path(root)
+        path = root / CAMPAIGN_FILE
+        if not path.is_file():
+            raise ValueError(f"no campaign at {root}: {path} does not exist")
+        try:
+            spec = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        runs = []
+        for entry in spec.get("runs", []):
+            name = entry["name"]
+            runs.append(CampaignRun(name, root / name, entry.get("bundle_as"), bool(entry.get("active", True)),
+                                    entry.get("note", "")))
+            runs[-1].recipe()  # a missing or broken recipe is one clear error now, not mid-campaign
+        return cls(root, runs)
+
+    def get(self, name: str) -> CampaignRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise ValueError(f"no run {name!r} in {self.root / CAMPAIGN_FILE}; runs: {', '.join(r.name for r in self.runs)}")
+
+    def select(self, names: list[str] | None = None) -> list[CampaignRun]:
+        """Unfinished runs to train, in priority order (``names``: those runs, active or not)."""
+        chosen = [self.get(n) for n in names] if names else [r for r in self.runs if r.active]
+        return [r for r in chosen if not r.finished]
+
+
+# ---------------------------------------------------------------------------------------
+# running
+
+
+def train_command(run: CampaignRun, budget_s: float, device: str) -> list[str]:
+    """The ``mulinterp train`` invocation that continues ``run`` for ``budget_s`` seconds."""
+    cmd = [sys.executable, "-m", "mulinterp.cli", "train", "--config", str(run.recipe_path), "--out", str(run.checkpoint),
+           "--time-budget", f"{budget_s:.0f}", "--device", device, "--quiet"]
+    if run.resume_file.is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
+    tel = run.last_telemetry()
+    step = int(tel.get("step", step0))
+    rate = (step - step0) / max(1e-9, time.time() - t_start)
+    acc = " ".join(f"{x:.2f}".lstrip("0") if x < 1 else "1.0" for x in tel.get("digit_acc", []))
+    cot = f"cot {tel['cot_remaining']:>2} left  " if tel.get("cot_remaining") else ""
+    loss = f"loss {tel['loss']:.3f}  " if tel.get("loss") is not None else ""
+    exact = f"monitor exact {100 * tel['exact_match']:5.1f}%  " if "exact_match" in tel else ""
+    return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{exact}digits {acc}"
+
+
+def _device_label(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
+    return "cpu"
+
+
+def run_campaign(
+    root: str | Path = "runs",
+    budget_s: float = 3600.0,
+    workers: int = 2,
+    device: str = "cpu",
+    names: list[str] | None = None,
+    report_every: float = 300.0,
+    out: TextIO | None = None,
+    min_slice_s: float = MIN_SLICE_S,
+    save_margin_s: float = SAVE_MARGIN_S,
+) -> list[dict[str, Any]]:
+    """Continue the campaign's unfinished runs for ``budget_s`` seconds; returns their statuses.
+
+    ``workers`` processes at a time (one CPU thread each); every run stops with its state
+    saved before the budget ends. A progress line per run every ``report_every`` seconds.
+    A run is not started with less than ``min_slice_s`` left; each run's own budget ends
+    ``save_margin_s`` before the campaign's.
+    """
+    out = out or sys.stdout
+    camp = Campaign.load(root)
+    queue = camp.select(names)
+    if not queue:
+        print("nothing to train: every selected run is finished or inactive", file=out)
+        return []
+    deadline = time.time() + budget_s
+    env = dict(os.environ)
+    if device == "cpu":
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs: dict[str, tuple[subprocess.Popen, CampaignRun, int, float, TextIO]] = {}
+    touched: list[CampaignRun] = []
+    last_report = time.time()
+
+    def start(run: CampaignRun) -> None:
+        budget = deadline - time.time() - save_margin_s
+        log = (run.folder / "last-session.log").open("w")
+        proc = subprocess.Popen(train_command(run, budget, device), stdout=log, stderr=subprocess.STDOUT, env=env)
+        step0 = int(run.counters().get("step", 0))
+        procs[run.name] = (proc, run, step0, time.time(), log)
+        touched.append(run)
+        print(f"started {run.name} (pid {proc.pid}) at step {step0} with {budget:.0f} s", file=out, flush=True)
+
+    def finish(name: str) -> None:
+        proc, run, step0, t0, log = procs.pop(name)
+        log.close()
+        st = run.write_status()
+        with run.sessions_path.open("a") as f:
+            f.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": _device_label(device),
+                                "step_from": step0, "step_to": st["step"], "wall_s": round(time.time() - t0, 1),
+                                "exit": proc.returncode, "val_exact": st["val_exact"]}) + "\n")
+        tail = (run.folder / "last-session.log").read_text().strip().splitlines()[-1:] or [""]
+        print(f"stopped {run.name} (exit {proc.returncode}) at step {st['step']}: {tail[0][-160:]}", file=out, flush=True)
+
+    try:
+        while queue or procs:
+            while queue and len(procs) < workers and deadline - time.time() > min_slice_s:
+                start(queue.pop(0))
+            if not procs:
+                break
+            for name in [n for n, p in procs.items() if p[0].poll() is not None]:
+                finish(name)
+            if time.time() - last_report >= report_every:
+                for proc, run, step0, t0, _ in procs.values():
+                    print(progress_line(run, step0, t0), file=out, flush=True)
+                last_report = time.time()
+            if time.time() > deadline + 60:  # a run that overstayed: ask it to save and stop
+                for proc, *_ in procs.values():
+                    proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("interrupted: asking every run to save and stop …", file=out, flush=True)
+        for proc, *_ in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for name in list(procs):
+            procs[name][0].wait()
+            finish(name)
+        raise
+    return [r.status() for r in touched]
+
+
+# ---------------------------------------------------------------------------------------
+# cool-down branches
+
+
+def cooldown(run: CampaignRun, steps: int, out: str | Path | None = None, device: str = "cpu",
+             progress: bool = False):
+    """A cool-down branch of ``run``: ``steps`` more steps with the lr falling linearly to
+    ``min_lr_frac · lr``, written to ``out`` (default ``runs/NAME/cooldown.safetensors``).
+
+    The run itself is untouched: the branch starts from a copy of its resume file, so the
+    open-ended run can go on at its constant rate and be cooled down again later.
+    """
+    from mulinterp.training.loop import train
+
+    if steps <= 0:
+        raise ValueError(f"cool-down steps must be positive, got {steps}")
+    if not run.resume_file.is_file():
+        raise ValueError(f"run {run.name} has no state to cool down yet ({run.resume_file} missing)")
+    out = Path(out) if out else run.folder / "cooldown.safetensors"
+    step = int(run.counters()["step"])
+    cfg = TrainConfig.from_dict({**run.recipe().to_dict(), "device": device, "cooldown_from": step,
+                                 "cooldown_steps": steps, "steps": step + steps, "stop_at_exact": None})
+    shutil.copyfile(run.resume_file, resume_path(out))
+    if run.telemetry.is_file():
+        shutil.copyfile(run.telemetry, telemetry_path(out))
+    try:
+        model = train(cfg, out, resume=True, progress=progress)
+    finally:
+        resume_path(out).unlink(missing_ok=True)  # a branch is a checkpoint, not a run to continue
+    return model

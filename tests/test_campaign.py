@@ -1,0 +1,204 @@
+"""The training campaign: schedule, warm start, stopping, device moves, runs, cool-down, promotion."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from mulinterp.cli import main
+from mulinterp.models import load
+from mulinterp.training import TrainConfig, train
+from mulinterp.training.campaign import Campaign, cooldown, run_campaign
+from mulinterp.training.loop import Trainer, resume_path, telemetry_path
+from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw):
+    base = dict(digits="2x2", preset="tiny", steps=30, batch=32, telemetry_every=10, eval_every=10,
+                checkpoint_every=10, eval_n=64, device="cpu", schedule="constant", lr=3e-3, warmup=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def make_campaign(root: Path, runs: dict[str, dict], active: dict[str, bool] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, recipe in runs.items():
+        (root / name).mkdir()
+        (root / name / "recipe.json").write_text(json.dumps(tiny(**recipe).to_dict()))
+    entries = [{"name": n, "bundle_as": n, "active": (active or {}).get(n, True)} for n in runs]
+    (root / "campaign.json").write_text(json.dumps({"runs": entries}))
+    return root
+
+
+def test_constant_schedule_with_cooldown_branch():
+    cfg = tiny(lr=1e-2, warmup=10, min_lr_frac=0.01, cooldown_from=100, cooldown_steps=50)
+    assert cfg.lr_at(0) == pytest.approx(1e-3)
+    assert cfg.lr_at(99) == pytest.approx(1e-2)  # constant until the branch point
+    assert cfg.lr_at(125) == pytest.approx(1e-2 - 0.5 * (1e-2 - 1e-4))  # halfway down, linearly
+    assert cfg.lr_at(150) == cfg.lr_at(10_000) == pytest.approx(1e-4)
+    assert tiny(lr=1e-2, warmup=10).lr_at(10_000) == pytest.approx(1e-2)  # open-ended: never decays
+    with pytest.raises(ValueError, match="cool-down"):
+        tiny(cooldown_from=10, cooldown_steps=0)
+    with pytest.raises(ValueError, match="stop_at_exact"):
+        tiny(stop_at_exact=1.5)
+
+
+def test_warm_start_copies_weights_and_starts_a_fresh_optimizer(tmp_path):
+    src = train(tiny(steps=20), tmp_path / "src.safetensors", progress=False)
+    t = Trainer(tiny(seed=7, init_from=str(tmp_path / "src.safetensors")), tmp_path / "w.safetensors")
+    assert not torch.equal(t.model.state_dict()["embed.weight"], src.model.state_dict()["embed.weight"])
+    t.warm_start_from(t.cfg.init_from)
+    for k, v in src.model.state_dict().items():
+        assert torch.equal(t.model.state_dict()[k], v), k
+    assert t.step == 0 and not t.opt.state  # counters and AdamW moments start afresh
+    m = train(tiny(seed=7, steps=5, init_from=str(tmp_path / "src.safetensors")), tmp_path / "w2.safetensors",
+              progress=False)
+    assert m.meta["warm_start"]["its_steps"] == 20 and len(m.meta["warm_start"]["sha256"]) == 64
+    with pytest.raises(ValueError, match="width"):
+        Trainer(tiny(preset="small"), tmp_path / "x.safetensors").warm_start_from(tmp_path / "src.safetensors")
+    with pytest.raises(ValueError, match="2x2 model, this run is 2x3"):
+        Trainer(tiny(digits="2x3"), tmp_path / "y.safetensors").warm_start_from(tmp_path / "src.safetensors")
+
+
+def test_stop_at_exact_stops_a_run_that_reached_it(tmp_path):
+    t = Trainer(tiny(steps=50, stop_at_exact=0.5), tmp_path / "m.safetensors")
+    t.metrics["val"] = {"exact_match": 0.6}  # as if the last periodic validation had said so
+    t.run(progress=False)
+    assert t.step == 0 and resume_path(tmp_path / "m.safetensors").is_file()
+    t = Trainer(tiny(steps=12, stop_at_exact=1.0), tmp_path / "n.safetensors")
+    t.run(progress=False)
+    assert t.step == 12  # not reached: the run goes on to its steps
+
+
+def test_resume_on_another_device_type_reseeds_the_data_stream(tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(tiny(steps=10), out, progress=False)
+    tensors = load_file(resume_path(out))
+    with safe_open(resume_path(out), "pt") as f:
+        meta = f.metadata()
+    tensors["rng"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    save_file(tensors, resume_path(out), metadata=meta)
+    t = Trainer(tiny(steps=20), out)
+    t.load_resume()
+    assert t.rng_reseeded == [10] and t.step == 10
+    assert "exp_avg" in t.opt.state[t.params[0]]  # the moments came across
+    t.run(progress=False)
+    assert t.step == 20
+    counters = json.loads(safe_open(resume_path(out), "pt").metadata()["counters"])
+    assert counters["rng_reseeded"] == [10] and counters["wall_by_device"]["cpu"] > 0
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    out = tmp_path / "m.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mulinterp.cli", "train", "--regime", "sft", "--digits", "2x2",
+                             "--preset", "tiny", "--steps", "1000000", "--batch", "32", "--telemetry-every", "10",
+                             "--checkpoint-every", "100000", "--eval-every", "100000", "--device", "cpu", "--quiet",
+                             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not telemetry_path(out).is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    step = json.loads(safe_open(resume_path(out), "pt").metadata()["counters"])["step"]
+    assert 10 <= step < 100_000  # saved mid-run, not at a periodic checkpoint
+    assert f"after {step} steps" in output
+
+
+def test_campaign_runs_in_priority_order_and_records_sessions(tmp_path):
+    root = make_campaign(tmp_path / "runs", {"a": {"steps": 20}, "b": {"steps": 20, "regime": "icot", "epoch_size": 64},
+                                             "c": {"steps": 20}}, active={"c": False})
+    out = io.StringIO()
+    statuses = run_campaign(root, budget_s=240, workers=1, out=out, min_slice_s=5, save_margin_s=1, report_every=1)
+    assert [s["name"] for s in statuses] == ["a", "b"]  # c is inactive
+    assert all(s["state"] == "out of steps" and s["step"] == 20 for s in statuses), out.getvalue()
+    for name in ("a", "b"):
+        st = json.loads((root / name / "status.json").read_text())
+        assert st["step"] == 20 and st["wall_by_device"]["cpu"] > 0
+        (session,) = [json.loads(x) for x in (root / name / "sessions.jsonl").read_text().splitlines()]
+        assert session["step_from"] == 0 and session["step_to"] == 20 and session["exit"] == 0
+    assert not (root / "c" / "model.safetensors").exists()
+    assert "nothing to train" in _run_quietly(root)
+    # a finished run is left alone; raising its steps continues it from where it stopped
+    recipe = json.loads((root / "a" / "recipe.json").read_text())
+    (root / "a" / "recipe.json").write_text(json.dumps({**recipe, "steps": 30}))
+    (st,) = run_campaign(root, budget_s=240, workers=2, out=io.StringIO(), min_slice_s=5, save_margin_s=1)
+    assert st["name"] == "a" and st["step"] == 30
+    rows = [json.loads(x) for x in (root / "a" / "sessions.jsonl").read_text().splitlines()]
+    assert [(r["step_from"], r["step_to"]) for r in rows] == [(0, 20), (20, 30)]
+
+
+def _run_quietly(root: Path) -> str:
+    out = io.StringIO()
+    run_campaign(root, budget_s=60, out=out, min_slice_s=5)
+    return out.getvalue()
+
+
+def test_cooldown_branch_leaves_the_run_untouched(tmp_path):
+    root = make_campaign(tmp_path / "runs", {"a": {"steps": 1000, "min_lr_frac": 0.01}})
+    run = Campaign.load(root).get("a")
+    train(run.recipe(), run.checkpoint, stop_after=20, progress=False)
+    before = run.resume_file.read_bytes()
+    m = cooldown(run, 10)
+    assert m.meta["steps"] == 30 and m.meta["recipe"]["cooldown_from"] == 20
+    assert run.resume_file.read_bytes() == before
+    assert not resume_path(run.folder / "cooldown.safetensors").exists()
+    rows = [json.loads(x) for x in telemetry_path(run.folder / "cooldown.safetensors").read_text().splitlines()]
+    assert rows[-1]["step"] == 30 and rows[-1]["lr"] < 3e-3 * 0.2  # decaying towards 3e-5
+    with pytest.raises(ValueError, match="positive"):
+        cooldown(run, 0)
+
+
+def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):
+    weak = tmp_path / "weak.safetensors"
+    train(tiny(steps=2, regime="sft"), weak, progress=False)
+    strong = tmp_path / "strong.safetensors"
+    train(tiny(steps=300, regime="sft", lr=1e-2, eval_every=1000, telemetry_every=1000), strong, progress=False)
+    bundle = tmp_path / "ck"
+    bundle.mkdir()
+    e1 = promote(weak, "sft-2x2", n=500, checkpoint_dir=bundle)
+    e2 = promote(strong, "sft-2x2", n=500, checkpoint_dir=bundle)
+    assert e2["test_exact_match"] > e1["test_exact_match"]
+    assert e2["replaced"]["test_exact_match"] == e1["test_exact_match"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["sft-2x2"]["sha256"] == e2["sha256"] and (bundle / "sft-2x2.safetensors").is_file()
+    assert load(bundle / "sft-2x2.safetensors").meta["steps"] == 300
+    with pytest.raises(ValueError, match="does not beat"):
+        promote(weak, "sft-2x2", n=500, checkpoint_dir=bundle)
+    forced = promote(weak, "sft-2x2", n=500, checkpoint_dir=bundle, force=True, reason="width match")
+    assert forced["promoted_because"] == "width match"
+    with pytest.raises(ValueError, match="cannot be bundled as 'icot-2x2'"):
+        promote(strong, "icot-2x2", n=500, checkpoint_dir=bundle)
+    table = bundled_table(json.loads((bundle / "manifest.json").read_text()))
+    assert "| `sft-2x2` | sft | d32 | 2 × 32 |" in table and table.count("\n") == 2
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\ntail\n")
+    assert update_readme(readme, json.loads((bundle / "manifest.json").read_text()))
+    assert "old" not in readme.read_text() and readme.read_text().endswith("tail\n")
+
+
+def test_campaign_cli_status_and_bad_input(tmp_path, capsys):
+    root = make_campaign(tmp_path / "runs", {"a": {"steps": 10}})
+    train(Campaign.load(root).get("a").recipe(), root / "a" / "model.safetensors", progress=False)
+    assert main(["campaign", "--root", str(root), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "a " in out and "out of steps" in out
+    assert main(["campaign", "--root", str(root), "status", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["step"] == 10 and row["d_model"] == 32
+    assert main(["campaign", "--root", str(root), "cooldown", "nope", "--steps", "5"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert main(["campaign", "--root", str(tmp_path / "none"), "status"]) == 2
+    assert main(["campaign", "--root", str(root), "promote", "x.safetensors", "--as", "sft-2x2", "--force"]) == 2
+    assert "--reason" in capsys.readouterr().err
