@@ -1,5 +1,10 @@
 """Every figure of the paper (PAPER.md §4) from the bundled models, in one call.
 
+Any of the three models can be replaced by a checkpoint file (``checkpoints={"icot": FILE}``),
+e.g. the paper's own models converted by ``mulinterp import``; the figures then carry that
+checkpoint's name. The dynamics figure reads training telemetry that only the bundled models
+have, so it is left out when the SFT or aux model is replaced.
+
 Each builder asks :mod:`mulinterp.circuits` for the data and :mod:`mulinterp.viz` to draw it;
 :func:`paper_figures` writes one file per figure per format plus an ``index.html``.
 Files are rendered into a temporary folder beside the destination and moved into place only
@@ -23,6 +28,7 @@ from plotly.subplots import make_subplots
 
 FORMATS = ("html", "png")
 REQUIRED_MODELS = ("sft-4x4", "icot-4x4", "aux-4x4")
+REGIMES = ("sft", "icot", "aux")  # REQUIRED_MODELS by regime, in the same order
 
 
 @dataclass
@@ -35,16 +41,28 @@ class FigureRecord:
 
 
 class _Models:
-    """Load each bundled model once."""
+    """Load each model once: a bundled name, or a checkpoint file given for its regime.
 
-    def __init__(self) -> None:
+    ``labels[regime]`` is the name figures show: the bundled name (``"icot-4x4"``) or the
+    checkpoint's own name.
+    """
+
+    def __init__(self, checkpoints: dict[str, str] | None = None) -> None:
         self._cache: dict = {}
+        self.files = {r: str(f) for r, f in (checkpoints or {}).items()}
+        self.labels = dict(zip(REGIMES, REQUIRED_MODELS))
+        for regime, path in self.files.items():
+            from mulinterp.models import read_metadata
+
+            self.labels[regime] = str(read_metadata(path).get("name") or Path(path).stem)
+        self._source = {self.labels[r]: self.files.get(r, name) for r, name in zip(REGIMES, REQUIRED_MODELS)}
 
     def __call__(self, name: str):
         if name not in self._cache:
-            from mulinterp.models import load_pretrained
+            from mulinterp.models import load, load_pretrained
 
-            self._cache[name] = load_pretrained(name)
+            src = self._source.get(name, name)
+            self._cache[name] = load(src) if src != name or name not in REQUIRED_MODELS else load_pretrained(name)
         return self._cache[name]
 
 
@@ -66,56 +84,62 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     from mulinterp.viz import circuits1 as v1
     from mulinterp.viz import circuits2 as v2
 
+    sft, icot, aux = (models.labels[r] for r in REGIMES)
+
     def accuracy():
-        return accuracy_figure({k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in REQUIRED_MODELS})
+        return accuracy_figure({k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in (sft, icot, aux)})
 
     def attribution_fig():
-        return v1.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in ("sft-4x4", "icot-4x4")})
+        return v1.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in (sft, icot)})
 
     def probe_fig():
-        return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in ("sft-4x4", "icot-4x4")})
+        return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
 
     # Mechanism figures use aux-4x4: our ICoT model did not learn the task and has no pair
     # heads (docs/results-circuits2.md), aux is the one bundled model with cached pairs.
     @functools.cache
     def aux_table():  # shared by the roles, DAG and Minkowski figures
-        return heads.head_table(models("aux-4x4"), n=n, seed=0)
+        return heads.head_table(models(aux), n=n, seed=0)
 
     def heads_fig():
         return v2.heads_figure(aux_table())
 
     def dag_fig():
         g = dag.build_dag(aux_table())
-        return v2.dag_figure(g, dag.knockout(models("aux-4x4"), g, n=min(n, 256), seed=0))
+        return v2.dag_figure(g, dag.knockout(models(aux), g, n=min(n, 256), seed=0))
 
     def minkowski_fig():
-        return v2.minkowski_figure(geometry.minkowski_best(models("aux-4x4"), aux_table(), n=max(n, 1000), seed=0))
+        return v2.minkowski_figure(geometry.minkowski_best(models(aux), aux_table(), n=max(n, 1000), seed=0))
 
     def fourier_fig():
-        return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in REQUIRED_MODELS})
+        return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in (sft, icot, aux)})
 
     def prism_fig():
-        return v2.prism_figure(geometry.fourier_analysis(models("icot-4x4"), n=max(n, 1000), seed=0), name="icot-4x4")
+        return v2.prism_figure(geometry.fourier_analysis(models(icot), n=max(n, 1000), seed=0), name=icot)
 
     def dynamics_fig():
         return v2.dynamics_figure(dynamics.dynamics(["sft-4x4", "aux-4x4"]))
 
-    return [
+    arg = {label: models.files.get(r, label) for r, label in zip(REGIMES, (sft, icot, aux))}
+    figures = [
         ("accuracy", "Exact match and per-digit accuracy, SFT vs ICoT vs aux", "mulinterp eval NAME --json", accuracy),
-        ("attribution", "Long-range counterfactual logit attribution, SFT vs ICoT", "mulinterp attribute --model sft-4x4 / icot-4x4", attribution_fig),
-        ("probe", "Probed vs true running sum ĉ_k, k = 2..6", "mulinterp probe --model sft-4x4 --model icot-4x4", probe_fig),
-        ("attention_roles", "Attention roles of every head at every answer step (aux-4x4)", "mulinterp heads --model aux-4x4", heads_fig),
-        ("dag", "The cache/retrieve attention graph and its knockout (aux-4x4)", "mulinterp dag --model aux-4x4", dag_fig),
-        ("minkowski", "Minkowski-sum PCA of the sharpest pair head (aux-4x4)", "mulinterp geometry --model aux-4x4 --best", minkowski_fig),
+        ("attribution", "Long-range counterfactual logit attribution, SFT vs ICoT", f"mulinterp attribute --model {arg[sft]} / {arg[icot]}", attribution_fig),
+        ("probe", "Probed vs true running sum ĉ_k, k = 2..6", f"mulinterp probe --model {arg[sft]} --model {arg[icot]}", probe_fig),
+        ("attention_roles", f"Attention roles of every head at every answer step ({aux})", f"mulinterp heads --model {arg[aux]}", heads_fig),
+        ("dag", f"The cache/retrieve attention graph and its knockout ({aux})", f"mulinterp dag --model {arg[aux]}", dag_fig),
+        ("minkowski", f"Minkowski-sum PCA of the sharpest pair head ({aux})", f"mulinterp geometry --model {arg[aux]} --best", minkowski_fig),
         ("fourier", "Fourier-basis R² of digit objects", "mulinterp geometry --json", fourier_fig),
-        ("prism", "Final residual stream at c_2, PCA coloured by c_2 (icot-4x4)", "mulinterp geometry", prism_fig),
+        ("prism", f"Final residual stream at c_2, PCA coloured by c_2 ({icot})", f"mulinterp geometry --model {arg[icot]}", prism_fig),
         ("dynamics", "Per-position loss and gradient norm over training, SFT vs aux", "mulinterp dynamics", dynamics_fig),
     ]
+    if "sft" in models.files or "aux" in models.files:  # telemetry exists for the bundled models only
+        figures = [f for f in figures if f[0] != "dynamics"]
+    return figures
 
 
-def check_request(out: Path, formats: list[str]) -> None:
-    """Validate before any work: formats, destination, bundled models."""
-    from mulinterp.models import pretrained_path
+def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | None = None) -> None:
+    """Validate before any work: formats, destination, bundled models and given checkpoints."""
+    from mulinterp.models import pretrained_path, read_metadata
 
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -128,20 +152,33 @@ def check_request(out: Path, formats: list[str]) -> None:
     target = out if out.is_dir() else parent
     if not os.access(target, os.W_OK):
         raise ValueError(f"cannot write figures to {out}: {target} is not writable")
-    for name in REQUIRED_MODELS:
-        pretrained_path(name)  # raises if missing or damaged
+    checkpoints = checkpoints or {}
+    unknown = sorted(set(checkpoints) - set(REGIMES))
+    if unknown:
+        raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
+    for regime, name in zip(REGIMES, REQUIRED_MODELS):
+        if regime in checkpoints:
+            md = read_metadata(checkpoints[regime])  # raises if missing, truncated or foreign
+            if (md["task"]["n_a"], md["task"]["n_b"]) != (4, 4):
+                raise ValueError(f"{checkpoints[regime]} is a {md['task']['n_a']}x{md['task']['n_b']} model; the figures need 4x4")
+        else:
+            pretrained_path(name)  # raises if missing or damaged
 
 
-def paper_figures(out: str | Path = "figures", formats: list[str] | None = None, n: int = 256, progress: bool = True) -> list[FigureRecord]:
-    """Regenerate every paper figure into ``out``; returns what was written and how long each took."""
+def paper_figures(out: str | Path = "figures", formats: list[str] | None = None, n: int = 256, progress: bool = True,
+                  checkpoints: dict[str, str] | None = None) -> list[FigureRecord]:
+    """Regenerate every paper figure into ``out``; returns what was written and how long each took.
+
+    ``checkpoints`` replaces bundled models by regime, e.g. ``{"icot": "paper-icot.safetensors"}``.
+    """
     from tqdm.auto import tqdm
 
     from mulinterp.viz import write_figure
 
     out = Path(out)
     formats = list(formats or FORMATS)
-    check_request(out, formats)
-    models = _Models()
+    check_request(out, formats, checkpoints)
+    models = _Models(checkpoints)
     records: list[FigureRecord] = []
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".figures-", dir=out.resolve().parent))

@@ -235,3 +235,51 @@ def test_missing_path_and_bad_out_are_refused(tmp_path, capsys):
     assert "neither config.json" in _refused(capsys, out, ["import", str(tmp_path), "--out", str(out)])
     bad = tmp_path / "x.pt"
     assert "must be a .safetensors file" in _refused(capsys, bad, ["import", str(tmp_path), "--out", str(bad)])
+
+
+# ----- every analysis and the figures run on imported checkpoints ------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "{icot}", "--n", "8", "--json"],
+    ["multiply", "3719", "3349", "--model", "{sft}", "--json"],
+    ["attribute", "--model", "{icot}", "--n", "4", "--json"],
+    ["dla", "--model", "{icot}", "--n", "4", "--json"],
+    ["patch", "--model", "{aux}", "--n", "4", "--json"],
+    ["probe", "--model", "{sft}", "--n", "64", "--json"],
+    ["heads", "--model", "{aux}", "--n", "8", "--json"],
+    ["dag", "--model", "{aux}", "--n", "8", "--json"],
+    ["geometry", "--model", "{icot}", "--n", "64", "--json"],
+], ids=lambda argv: argv[0])
+def test_every_analysis_runs_on_an_imported_checkpoint(paper_ckpts, argv, capsys):
+    argv = [a.format(**{k: str(paper_ckpts[k]) for k in ("icot", "aux", "sft")}) for a in argv]
+    assert main(argv) == 0
+    json.loads(capsys.readouterr().out)  # one JSON object: the analysis produced its result
+
+
+@pytest.mark.skipif(not DENG_FILE.is_file(), reason="../shared/data not beside the checkout")
+def test_eval_on_the_deng_file_accepts_an_imported_model(paper_ckpts, tmp_path, capsys):
+    """The Deng file's 4×4 problems are the imported model's task (tasks compare by problems).
+    (Its first 20 lines: greedy decoding over 50 257 tokens is slow on a shared CPU.)"""
+    head = tmp_path / "deng-head.txt"
+    head.write_text("".join(DENG_FILE.read_text().splitlines(keepends=True)[:20]))
+    assert main(["eval", str(paper_ckpts["aux"]), "--data", str(head), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 20
+
+
+def test_figures_from_given_checkpoints(paper_ckpts, tmp_path, monkeypatch, capsys):
+    import functools
+
+    from mulinterp.circuits import probes
+
+    monkeypatch.setattr(probes, "fit_probes", functools.partial(probes.fit_probes, n_train=64, n_test=32))
+    out = tmp_path / "figs"
+    argv = ["figures", "--out", str(out), "--format", "html", "--n", "8", "--quiet"]
+    for regime in ("sft", "icot", "aux"):
+        argv += [f"--{regime}", str(paper_ckpts[regime])]
+    assert main(argv) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["index.html", *(f"{n}.html" for n in ("accuracy", "attribution", "probe", "attention_roles",
+                                                                     "dag", "minkowski", "fourier", "prism"))])
+    assert "paper-icot" in (out / "prism.html").read_text()  # figures carry the checkpoint's name
+    assert main(["figures", "--out", str(tmp_path / "f2"), "--icot", str(tmp_path / "missing.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -8,7 +8,8 @@ def cmd_figures(args) -> int:
     from mulinterp.figures import paper_figures
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    records = paper_figures(args.out, formats, n=check_n(args.n), progress=not args.quiet)
+    given = {r: getattr(args, r) for r in ("sft", "icot", "aux") if getattr(args, r)}
+    records = paper_figures(args.out, formats, n=check_n(args.n), progress=not args.quiet, checkpoints=given)
     total = sum(r.seconds for r in records)
     print(f"wrote {sum(len(r.files) for r in records)} files + index.html to {args.out}")
     for r in records:
@@ -27,4 +28,7 @@ def register(sub) -> None:
     p.add_argument("--format", default="html,png", help="comma-separated: html, png (default both)")
     p.add_argument("--n", type=int, default=256, help="problems per analysis (default 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for regime in ("sft", "icot", "aux"):
+        p.add_argument(f"--{regime}", metavar="FILE", help=f"checkpoint to use instead of the bundled {regime}-4x4 "
+                       "(e.g. the paper's own model from `mulinterp import`)")
     p.set_defaults(func=cmd_figures)
