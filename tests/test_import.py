@@ -157,6 +157,7 @@ def test_import_prints_what_it_found(paper_ckpts, tmp_path, capsys):
                    "head 1, head 3", f"wrote {out}"):
         assert needle in text, needle
     assert load(out).name == "paper-aux" and load(out).task == MulTask(4, 4) and load(out).task.vocab == "gpt2"
+    assert main(["models", str(out)]) == 0 and "paper-aux" not in capsys.readouterr().err
 
 
 # ----- the paper's prompt layout, checked on the Deng validation file --------------------
@@ -240,6 +241,7 @@ def test_missing_path_and_bad_out_are_refused(tmp_path, capsys):
 # ----- every analysis and the figures run on imported checkpoints ------------------------
 
 @pytest.mark.parametrize("argv", [
+    ["models", "{icot}", "{aux}", "--json"],
     ["eval", "{icot}", "--n", "8", "--json"],
     ["multiply", "3719", "3349", "--model", "{sft}", "--json"],
     ["attribute", "--model", "{icot}", "--n", "4", "--json"],

@@ -86,7 +86,8 @@ def cmd_models(args) -> int:
     print(f"{'name':<28} {'task':<5} {'regime':<6} {'width':>5} {'steps':>7} {'batch':>5} {'exact':>7}  training cost")
     for r in rows:
         em = "?" if r["exact_match"] is None else f"{100 * r['exact_match']:.2f}%"
-        print(f"{r['name']:<28} {r['task']:<5} {r['regime'] or '?':<6} {r['d_model']:>5} {r['steps']:>7} {r['batch']:>5} {em:>7}  {r['cost']}")
+        steps, batch = ("?" if r[k] is None else r[k] for k in ("steps", "batch"))  # imported models have neither
+        print(f"{r['name']:<28} {r['task']:<5} {r['regime'] or '?':<6} {r['d_model']:>5} {steps:>7} {batch:>5} {em:>7}  {r['cost']}")
     return 0
 
 
