@@ -29,18 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _stub_datasets() -> None:
     """TransformerLens imports ``datasets`` for its evals/tokenisation helpers, which we never
-    call. GPU images without it get an empty stand-in so the import succeeds."""
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        import types
+    call. GPU images without it get an empty stand-in (the same one the campaign installs as
+    sitecustomize) so the import succeeds."""
+    import runpy
 
-        for name in ("datasets", "datasets.arrow_dataset", "datasets.iterable_dataset", "datasets.load"):
-            sys.modules[name] = types.ModuleType(name)
-        sys.modules["datasets.arrow_dataset"].Dataset = type("Dataset", (), {})
-        sys.modules["datasets.iterable_dataset"].IterableDataset = type("IterableDataset", (), {})
-        sys.modules["datasets.load"].load_dataset = lambda *a, **k: None
-        sys.modules["datasets"].load_dataset = lambda *a, **k: None
+    runpy.run_path(str(Path(__file__).with_name("device_sitecustomize.py")))
 
 
 # First H100 call (runs/gpu1): sft, icot-a (lr 5e-4, batch 256, removal done at 50 %) and

@@ -63,7 +63,7 @@ def cmd_models(args) -> int:
     rows = []
     for name, info in list_pretrained().items():
         cost = info.get("training_cost", {})
-        rows.append({"name": name, "source": "bundled", "task": "4x4" if name.endswith("4x4") else "?",
+        rows.append({"name": name, "source": "bundled", "task": info.get("digits") or name.rsplit("-", 1)[-1],
                      "regime": info.get("regime"), "d_model": info.get("d_model"), "steps": info.get("steps"),
                      "batch": info.get("batch"), "exact_match": info.get("test_exact_match"),
                      "per_digit": info.get("test_per_digit"),
