@@ -129,3 +129,39 @@ def test_evaluation_splits_by_commuted_twin():
     assert twin["in_train"]["n"] + twin["held_out"]["n"] == res.n == len(task.enumerate_split("test")[0])
     assert twin["in_train"]["exact_match"] == 1.0 and twin["held_out"]["exact_match"] == 0.0
     assert twin["held_out"]["n"] > 0
+
+
+def _trainer_hooks(module) -> list:
+    """Hooks held by a Trainer (TransformerLens wires capture hooks of its own; those stay)."""
+    from mulinterp.training import Trainer
+
+    hooks = [h for mod in module.modules() for h in (*mod._forward_pre_hooks.values(), *mod._forward_hooks.values())]
+    return [h for h in hooks if isinstance(getattr(h, "__self__", None), Trainer)]
+
+
+def test_a_trained_aux_model_carries_no_hook(tmp_path):
+    """The trainer's hook_z grab is removed when training ends, even when a step raises."""
+    from mulinterp.training import Trainer
+
+    t = Trainer(tiny_cfg(regime="aux", steps=5), tmp_path / "m.safetensors")
+    seen = []
+    one_step = t._one_step
+
+    def spy(*args):
+        seen.append(len(_trainer_hooks(t.net)))
+        return one_step(*args)
+
+    t._one_step = spy
+    m = t.run(progress=False)
+    assert seen == [1] * 5  # the hook is there while training …
+    assert _trainer_hooks(m.model) == [] and _trainer_hooks(t.net) == []  # … and gone afterwards
+
+    t = Trainer(tiny_cfg(regime="aux", steps=5), tmp_path / "n.safetensors")
+
+    def boom(*_):
+        raise RuntimeError("planted failure")
+
+    t._one_step = boom
+    with pytest.raises(RuntimeError, match="planted"):
+        t.run(progress=False)
+    assert _trainer_hooks(t.net) == []

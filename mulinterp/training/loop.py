@@ -24,8 +24,9 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -83,9 +84,6 @@ class Trainer:
             if bad:
                 raise ValueError(f"aux_heads {bad} out of range 0–{self.spec.n_heads - 1} (0-based)")
             self.probe = RunningSumProbe(self.task, heads, self.spec.d_head, cfg.aux_layer).to(self.device)
-            # hook_z of that layer is the input of its output projection
-            o_proj = self.net.layers[cfg.aux_layer].attn.o
-            o_proj.register_forward_pre_hook(self._grab_z)
         self.params = list(self.net.parameters()) + (list(self.probe.parameters()) if self.probe else [])
         self.opt = self._new_optimizer()
         self.gen = torch.Generator(device=self.device)
@@ -110,6 +108,21 @@ class Trainer:
     # ----- pieces -----------------------------------------------------------------------
     def _grab_z(self, module, args):
         self._z = args[0]
+
+    @contextmanager
+    def _probe_hook(self) -> Iterator[None]:
+        """While training an aux run: keep the probe layer's hook_z (the input of its output
+        projection) for the probe loss. Removed on exit, even on error, so the model a run
+        returns carries no hook (nor a reference to the trainer)."""
+        if self.probe is None:
+            yield
+            return
+        handle = self.net.layers[self.cfg.aux_layer].attn.o.register_forward_pre_hook(self._grab_z)
+        try:
+            yield
+        finally:
+            handle.remove()
+            self._z = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
@@ -313,16 +326,17 @@ class Trainer:
         stopped_early = False
         previous = self._install_stop_handlers()
         try:
-            while self.step < cfg.steps:
-                if (stop_after is not None and self.step - start_step >= stop_after) or (
-                    time_budget is not None and time.time() - t0 >= time_budget
-                ) or self._stop_requested or self._reached_target():
-                    stopped_early = True
-                    break
-                postfix = self._one_step(t0, wall0, dev_wall0)
-                if postfix:
-                    bar.set_postfix(**postfix)
-                bar.update(1)
+            with self._probe_hook():
+                while self.step < cfg.steps:
+                    if (stop_after is not None and self.step - start_step >= stop_after) or (
+                        time_budget is not None and time.time() - t0 >= time_budget
+                    ) or self._stop_requested or self._reached_target():
+                        stopped_early = True
+                        break
+                    postfix = self._one_step(t0, wall0, dev_wall0)
+                    if postfix:
+                        bar.set_postfix(**postfix)
+                    bar.update(1)
         finally:
             self._restore_stop_handlers(previous)
             bar.close()
