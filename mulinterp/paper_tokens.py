@@ -37,9 +37,10 @@ ids are carried as data. Each row names where it was read:
   the GPT-2 tokenizer's reference outputs in CodeWithKyrian/tokenizers-php,
   ``tests/Datasets/Models/GptDataset.php`` (``Xenova/gpt2``, cases "Numbers" and "Trailing
   space"; the same file gives ``" #"`` = 1303, agreeing with the row above).
-* ``" *"`` = 1635: GPT-2's ``encoder.json`` entry ``"Ġ*"``; no public file in reach here
-  prints it, so it is the one id carried from the vocabulary itself rather than a cited
-  tokenizer run. Check it once with ``GPT2TokenizerFast.from_pretrained("gpt2")(" *")``.
+* ``" *"`` = 1635: the GPT-2 BPE ranks shipped in PyPI's ``openai-whisper`` 20231117 sdist
+  (``whisper/assets/gpt2.tiktoken``, base64 token → rank; tiktoken's GPT-2 ids are these
+  ranks). Every other id of the table was checked against the same file too: the digits,
+  ``" "``, ``" #"`` and ``"###"`` agree.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ _PHP_TESTS = "CodeWithKyrian/tokenizers-php tests/Datasets/Models/GptDataset.php
 TABLE: tuple[TokenRow, ...] = (
     *(TokenRow(str(d), f" {d}", gid, _PHP_TESTS + ', case "Numbers"')
       for d, gid in enumerate((657, 352, 362, 513, 604, 642, 718, 767, 807, 860))),
-    TokenRow("*", " *", 1635, 'GPT-2 encoder.json entry "Ġ*" (not printed by any file in reach; see module docstring)'),
+    TokenRow("*", " *", 1635, "openai-whisper 20231117 (PyPI sdist) whisper/assets/gpt2.tiktoken, GPT-2 BPE ranks"),
     TokenRow("␣", " ", 220, _PHP_TESTS + ', case "Trailing space"'),
     TokenRow("<eot>", "<|endoftext|>", 50256, _DATA_UTILS),
     TokenRow("#", " #", 1303, _DATA_UTILS),
