@@ -1,5 +1,10 @@
 """Every figure of the paper (PAPER.md §4) from the bundled models, in one call.
 
+The models are one bundled *set* — ``sft-``, ``icot-`` and ``aux-`` of one task: by default
+the largest task whose set meets the bars (:data:`mulinterp.models.BARS`: the paper's
+contrast), or, while none does, the largest complete set (``digits="3x3"`` picks one). The
+index page and the CLI say which set was used and whether it meets the bars.
+
 Any of the three models can be replaced by a checkpoint file (``checkpoints={"icot": FILE}``),
 e.g. the paper's own models converted by ``mulinterp import``; the figures then carry that
 checkpoint's name. The dynamics figure reads training telemetry that only the bundled models
@@ -21,14 +26,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+if TYPE_CHECKING:
+    from mulinterp.models import BundledSet
+
 FORMATS = ("html", "png")
-REQUIRED_MODELS = ("sft-4x4", "icot-4x4", "aux-4x4")
-REGIMES = ("sft", "icot", "aux")  # REQUIRED_MODELS by regime, in the same order
+REGIMES = ("sft", "icot", "aux")
 
 
 @dataclass
@@ -47,22 +54,24 @@ class _Models:
     checkpoint's own name.
     """
 
-    def __init__(self, checkpoints: dict[str, str] | None = None) -> None:
+    def __init__(self, bundled: "BundledSet", checkpoints: dict[str, str] | None = None) -> None:
         self._cache: dict = {}
+        self.bundled = bundled
         self.files = {r: str(f) for r, f in (checkpoints or {}).items()}
-        self.labels = dict(zip(REGIMES, REQUIRED_MODELS))
+        self.labels = dict(bundled.names)
         for regime, path in self.files.items():
             from mulinterp.models import read_metadata
 
             self.labels[regime] = str(read_metadata(path).get("name") or Path(path).stem)
-        self._source = {self.labels[r]: self.files.get(r, name) for r, name in zip(REGIMES, REQUIRED_MODELS)}
+        self._source = {self.labels[r]: self.files.get(r, name) for r, name in bundled.names.items()}
 
     def __call__(self, name: str):
         if name not in self._cache:
             from mulinterp.models import load, load_pretrained
 
             src = self._source.get(name, name)
-            self._cache[name] = load(src) if src != name or name not in REQUIRED_MODELS else load_pretrained(name)
+            bundled = name in self.bundled.names.values()
+            self._cache[name] = load(src) if src != name or not bundled else load_pretrained(name)
         return self._cache[name]
 
 
@@ -95,8 +104,8 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     def probe_fig():
         return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
 
-    # Mechanism figures use aux-4x4: our ICoT model did not learn the task and has no pair
-    # heads (docs/results-circuits2.md), aux is the one bundled model with cached pairs.
+    # Mechanism figures use the aux model: the bundled 4×4 ICoT model did not learn the task
+    # and has no pair heads (docs/results-circuits2.md); aux is the one with cached pairs.
     @functools.cache
     def aux_table():  # shared by the roles, DAG and Minkowski figures
         return heads.head_table(models(aux), n=n, seed=0)
@@ -118,7 +127,7 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         return v2.prism_figure(geometry.fourier_analysis(models(icot), n=max(n, 1000), seed=0), name=icot)
 
     def dynamics_fig():
-        return v2.dynamics_figure(dynamics.dynamics(["sft-4x4", "aux-4x4"]))
+        return v2.dynamics_figure(dynamics.dynamics([sft, aux]))
 
     arg = {label: models.files.get(r, label) for r, label in zip(REGIMES, (sft, icot, aux))}
     figures = [
@@ -137,9 +146,13 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     return figures
 
 
-def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | None = None) -> None:
-    """Validate before any work: formats, destination, bundled models and given checkpoints."""
-    from mulinterp.models import pretrained_path, read_metadata
+def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | None = None,
+                  digits: str | None = None) -> "BundledSet":
+    """Validate before any work: formats, destination, bundled models and given checkpoints.
+
+    Returns the bundled set the figures will use (``digits``, or the best one).
+    """
+    from mulinterp.models import best_bundled_set, bundled_set, pretrained_path, read_metadata
 
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -156,20 +169,26 @@ def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | N
     unknown = sorted(set(checkpoints) - set(REGIMES))
     if unknown:
         raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
-    for regime, name in zip(REGIMES, REQUIRED_MODELS):
+    chosen = bundled_set(digits) if digits else best_bundled_set()
+    for regime, name in chosen.names.items():
         if regime in checkpoints:
             md = read_metadata(checkpoints[regime])  # raises if missing, truncated or foreign
-            if (md["task"]["n_a"], md["task"]["n_b"]) != (4, 4):
-                raise ValueError(f"{checkpoints[regime]} is a {md['task']['n_a']}x{md['task']['n_b']} model; the figures need 4x4")
+            task = f"{md['task']['n_a']}x{md['task']['n_b']}"
+            if task != chosen.digits:
+                raise ValueError(f"{checkpoints[regime]} is a {task} model; the {chosen.digits} set's figures need "
+                                 f"{chosen.digits} (choose the set with --set)")
         else:
             pretrained_path(name)  # raises if missing or damaged
+    return chosen
 
 
 def paper_figures(out: str | Path = "figures", formats: list[str] | None = None, n: int = 256, progress: bool = True,
-                  checkpoints: dict[str, str] | None = None) -> list[FigureRecord]:
+                  checkpoints: dict[str, str] | None = None, digits: str | None = None) -> list[FigureRecord]:
     """Regenerate every paper figure into ``out``; returns what was written and how long each took.
 
-    ``checkpoints`` replaces bundled models by regime, e.g. ``{"icot": "paper-icot.safetensors"}``.
+    ``checkpoints`` replaces bundled models by regime, e.g. ``{"icot": "paper-icot.safetensors"}``;
+    ``digits`` picks the bundled set (default: the best, see the module docstring). The
+    index page says which set was used and whether it meets the bars.
     """
     from tqdm.auto import tqdm
 
@@ -177,8 +196,8 @@ def paper_figures(out: str | Path = "figures", formats: list[str] | None = None,
 
     out = Path(out)
     formats = list(formats or FORMATS)
-    check_request(out, formats, checkpoints)
-    models = _Models(checkpoints)
+    chosen = check_request(out, formats, checkpoints, digits)
+    models = _Models(chosen, checkpoints)
     records: list[FigureRecord] = []
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".figures-", dir=out.resolve().parent))
@@ -195,7 +214,7 @@ def paper_figures(out: str | Path = "figures", formats: list[str] | None = None,
                 rec.files.append(f"{name}.{fmt}")
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
-        (tmp / "index.html").write_text(_index(records))
+        (tmp / "index.html").write_text(_index(records, models_used(models)))
         out.mkdir(exist_ok=True)
         for f in tmp.iterdir():
             shutil.move(str(f), out / f.name)
@@ -204,11 +223,18 @@ def paper_figures(out: str | Path = "figures", formats: list[str] | None = None,
     return records
 
 
-def _index(records: list[FigureRecord]) -> str:
+def models_used(models: _Models) -> str:
+    """One sentence: which models the figures show, and whether the bundled set meets the bars."""
+    given = [f"{r} from {models.files[r]}" for r in REGIMES if r in models.files]
+    return f"Models: {models.bundled.describe()}" + (f"; replaced: {', '.join(given)}" if given else "") + "."
+
+
+def _index(records: list[FigureRecord], used: str = "") -> str:
     rows = []
     for r in records:
         links = " ".join(f'<a href="{html.escape(f)}">{html.escape(f.rsplit(".", 1)[1])}</a>' for f in r.files)
         png = next((f for f in r.files if f.endswith(".png")), None)
         img = f'<br><img src="{html.escape(png)}" width="640">' if png else ""
         rows.append(f"<h2>{html.escape(r.title)}</h2><p>{links} — <code>{html.escape(r.command)}</code> ({r.seconds:.1f} s){img}</p>")
-    return "<!doctype html><meta charset='utf-8'><title>mulinterp figures</title><h1>mulinterp: the paper's figures</h1>" + "".join(rows)
+    head = "<!doctype html><meta charset='utf-8'><title>mulinterp figures</title><h1>mulinterp: the paper's figures</h1>"
+    return head + (f"<p>{html.escape(used)}</p>" if used else "") + "".join(rows)

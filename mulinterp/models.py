@@ -287,3 +287,65 @@ def resolve(name_or_path: str, device: str | torch.device = "cpu") -> MulModel:
         m.meta.setdefault("name", Path(name_or_path).stem)
         return m
     return load_pretrained(name_or_path, device)  # raises with the list of names
+
+
+# ---------------------------------------------------------------------------------------
+# bundled sets: sft-, icot- and aux-NxM of one task, and whether they show the paper's contrast
+
+#: Exact match on the test split that a bundled set must show (the paper's contrast, with a
+#: margin): ICoT and aux at least these, SFT below its number.
+BARS: dict[str, float] = {"icot": 0.99, "aux": 0.95, "sft": 0.05}
+SET_REGIMES = ("sft", "icot", "aux")
+
+
+def meets_bar(regime: str, exact_match: float) -> bool:
+    return exact_match < BARS["sft"] if regime == "sft" else exact_match >= BARS[regime]
+
+
+@dataclass(frozen=True)
+class BundledSet:
+    """The three bundled models of one task (``digits`` e.g. ``"3x3"``) and their bars."""
+
+    digits: str
+    exact: dict[str, float]  # regime → test exact match recorded in the manifest
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {r: f"{r}-{self.digits}" for r in SET_REGIMES}
+
+    @property
+    def meets_bars(self) -> bool:
+        return all(meets_bar(r, self.exact[r]) for r in SET_REGIMES)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{r} {100 * self.exact[r]:.2f} %" for r in SET_REGIMES)
+        verdict = "meets the bars" if self.meets_bars else "does NOT meet the bars (icot ≥ 99 %, aux ≥ 95 %, sft < 5 %)"
+        return f"the {self.digits} set ({parts}) {verdict}"
+
+
+def bundled_sets(manifest: dict[str, dict[str, Any]] | None = None) -> list[BundledSet]:
+    """Every task with all three regimes bundled, larger tasks first (4×4 before 3×3)."""
+    manifest = _manifest() if manifest is None else manifest
+    tasks = {name.split("-", 1)[1] for name in manifest if name.split("-", 1)[0] in SET_REGIMES and "-" in name}
+    sets = []
+    for digits in tasks:
+        names = [f"{r}-{digits}" for r in SET_REGIMES]
+        if all(n in manifest for n in names):
+            sets.append(BundledSet(digits, {r: float(manifest[n]["test_exact_match"]) for r, n in zip(SET_REGIMES, names)}))
+    return sorted(sets, key=lambda s: tuple(-int(x) for x in s.digits.split("x")))
+
+
+def best_bundled_set(manifest: dict[str, dict[str, Any]] | None = None) -> BundledSet:
+    """The largest task whose set meets the bars; if none does, the largest complete set."""
+    sets = bundled_sets(manifest)
+    if not sets:
+        raise ValueError("no complete set of bundled models (sft-, icot- and aux- of one task); reinstall mulinterp")
+    return next((s for s in sets if s.meets_bars), sets[0])
+
+
+def bundled_set(digits: str, manifest: dict[str, dict[str, Any]] | None = None) -> BundledSet:
+    for s in bundled_sets(manifest):
+        if s.digits == digits:
+            return s
+    avail = ", ".join(s.digits for s in bundled_sets(manifest)) or "none"
+    raise ValueError(f"no complete bundled set for {digits}; sets: {avail}")

@@ -86,4 +86,6 @@ def test_figures_bad_input_leaves_nothing(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["figures", "--out", str(blocker)]) == 2
     assert main(["figures", "--out", str(tmp_path / "no" / "such" / "dir")]) == 2
+    assert main(["figures", "--out", str(tmp_path / "figs"), "--set", "7x7"]) == 2
+    assert "no complete bundled set for 7x7; sets: 4x4" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -283,5 +283,7 @@ def test_figures_from_given_checkpoints(paper_ckpts, tmp_path, monkeypatch, caps
     assert names == sorted(["index.html", *(f"{n}.html" for n in ("accuracy", "attribution", "probe", "attention_roles",
                                                                      "dag", "minkowski", "fourier", "prism"))])
     assert "paper-icot" in (out / "prism.html").read_text()  # figures carry the checkpoint's name
+    index = (out / "index.html").read_text()  # says which set the figures show and what replaced it
+    assert "Models: the 4x4 set (" in index and f"icot from {paper_ckpts['icot']}" in index
     assert main(["figures", "--out", str(tmp_path / "f2"), "--icot", str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -62,3 +62,25 @@ def test_damaged_bundled_file_is_reported(monkeypatch, tmp_path):
     monkeypatch.setattr(models, "_checkpoint_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="damaged: checksum"):
         load_pretrained("sft-4x4")
+
+
+def test_bundled_sets_and_their_bars():
+    from mulinterp.models import BARS, best_bundled_set, bundled_set, bundled_sets, meets_bar
+
+    def entry(x):
+        return {"test_exact_match": x}
+
+    manifest = {"sft-4x4": entry(0.001), "icot-4x4": entry(0.002), "aux-4x4": entry(0.03),
+                "sft-3x3": entry(0.002), "icot-3x3": entry(0.996), "aux-3x3": entry(0.97),
+                "icot-2x2": entry(1.0)}  # 2x2 is not a complete set
+    assert [s.digits for s in bundled_sets(manifest)] == ["4x4", "3x3"]
+    best = best_bundled_set(manifest)
+    assert best.digits == "3x3" and best.meets_bars and best.names["icot"] == "icot-3x3"
+    assert "3x3 set (sft 0.20 %, icot 99.60 %, aux 97.00 %) meets the bars" in best.describe()
+    manifest["aux-3x3"] = entry(0.94)  # one model below its bar: fall back to the largest set, and say so
+    assert best_bundled_set(manifest).digits == "4x4" and "does NOT meet" in best_bundled_set(manifest).describe()
+    assert meets_bar("sft", 0.049) and not meets_bar("sft", BARS["sft"]) and meets_bar("icot", 0.99)
+    with pytest.raises(ValueError, match="no complete bundled set for 2x2"):
+        bundled_set("2x2", manifest)
+    with pytest.raises(ValueError, match="no complete set"):
+        best_bundled_set({})
