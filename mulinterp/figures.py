@@ -89,7 +89,7 @@ def accuracy_figure(results: dict) -> go.Figure:
 
 def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
     from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
-    from mulinterp.training import evaluate_generated
+    from mulinterp.evaluation import evaluate_generated
     from mulinterp.viz import circuits1 as v1
     from mulinterp.viz import circuits2 as v2
 

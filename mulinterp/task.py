@@ -326,6 +326,10 @@ class MulTask:
             self.check_operands(int(x), int(y))
         return self.encode(torch.tensor(list(a)), torch.tensor(list(b)), fmt)
 
+    def true_answer(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> Int[Tensor, "batch n_c"]:
+        """The answer digits ``c_0 … c_{n_c-1}`` of each problem (digits are their own token ids)."""
+        return to_digits(a.to(torch.int64) * b.to(torch.int64), self.n_c)
+
     def prompt(self, a: Tensor, b: Tensor) -> Int[Tensor, "batch prompt"]:
         """Plain-layout prompt up to and including ``ANS`` (what a model sees at test time)."""
         return self.encode(a, b, "plain")[:, : self.answer_start("plain") + 1]

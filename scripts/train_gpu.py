@@ -100,7 +100,7 @@ def export(args) -> None:
     import torch
 
     from mulinterp.models import load, save
-    from mulinterp.training import evaluate_generated
+    from mulinterp.evaluation import evaluate_generated
 
     runs = Path(args.out)
     exp = Path(args.export)

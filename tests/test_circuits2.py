@@ -122,7 +122,7 @@ def test_planted_dag_has_exactly_the_planted_edges(planted_table):
 
 
 def test_knocking_out_the_dag_changes_answers_random_edges_do_not(planted, planted_table):
-    from mulinterp.training.evaluate import evaluate
+    from mulinterp.evaluation import evaluate
 
     dag = build_dag(planted_table, threshold=0.25)
     res = knockout(planted, dag, n=32, seed=0, n_random=3)

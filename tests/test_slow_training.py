@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mulinterp.training import TrainConfig, evaluate_split, train
+from mulinterp.evaluation import evaluate_split
+from mulinterp.training import TrainConfig, train
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -109,7 +109,7 @@ def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path):
 def test_evaluation_splits_by_commuted_twin():
     """An oracle that only knows problems whose twin b × a it was 'trained' on scores 1 and 0."""
     from mulinterp.arithmetic import to_digits
-    from mulinterp.training import evaluate_split
+    from mulinterp.evaluation import evaluate_split
 
     task = MulTask(2, 2)
 

@@ -48,12 +48,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from mulinterp.arithmetic import to_digits
 from mulinterp.circuits.attribution import draw_problems
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
+from mulinterp.evaluation import EvalResult, greedy_answer, score
 from mulinterp.task import MulTask
-from mulinterp.training.evaluate import EvalResult, greedy_answer
 
 Pair = tuple[int, int]
 EdgeKey = tuple[int, int, int, int]  # (layer, head, query position, key position), 0-based
@@ -241,12 +240,6 @@ def candidate_edges(task: MulTask, n_layers: int, n_heads: int) -> list[EdgeKey]
     ]
 
 
-def _result(pred: Int[Tensor, "batch n_c"], true: Int[Tensor, "batch n_c"], source: str) -> EvalResult:
-    ok = pred == true
-    return EvalResult(exact_match=float(ok.all(-1).float().mean()),
-                      per_digit=[round(float(x), 4) for x in ok.float().mean(0)], n=len(pred), source=source)
-
-
 @dataclass
 class KnockoutResult:
     """Greedy accuracy clean, with the DAG's edges cut, and with as many random non-DAG edges cut.
@@ -326,7 +319,7 @@ def knockout(
     edges, see :func:`control_edges`, seeded by ``seed``) and decode greedily."""
     task = m.task
     a, b = draw_problems(task, a, b, n, split, seed)
-    true = to_digits(a.to(torch.int64) * b.to(torch.int64), task.n_c)
+    true = task.true_answer(a, b)
     dag_edges = sorted(dag.edge_keys())
     draws = control_edges(dag, n_random, seed, control)
 
@@ -344,9 +337,9 @@ def knockout(
         return float(sum(dag.pattern[e] for e in edges)) if edges else 0.0
 
     return KnockoutResult(
-        clean=_result(clean_pred, true, "clean"),
-        dag=_result(dag_pred, true, f"{len(dag_edges)} DAG edges cut"),
-        random=[_result(p, true, f"{len(dag_edges)} random non-DAG edges cut ({control} control)") for p in rand_preds],
+        clean=score(clean_pred, true, "clean"),
+        dag=score(dag_pred, true, f"{len(dag_edges)} DAG edges cut"),
+        random=[score(p, true, f"{len(dag_edges)} random non-DAG edges cut ({control} control)") for p in rand_preds],
         n_edges=len(dag_edges),
         dag_agreement=agree(dag_pred),
         random_agreement=[agree(p) for p in rand_preds],

@@ -46,7 +46,7 @@ def cmd_eval(args) -> int:
     import torch
 
     from mulinterp.task import read_deng_file
-    from mulinterp.training import evaluate, evaluate_generated, evaluate_split
+    from mulinterp.evaluation import evaluate, evaluate_generated, evaluate_split
 
     if args.data and args.all:
         raise CLIError("--all evaluates generated problems; it cannot be combined with --data")
@@ -82,7 +82,7 @@ def _pct(x: float | None) -> str:
 def cmd_multiply(args) -> int:
     import torch
 
-    from mulinterp.training import greedy_answer
+    from mulinterp.evaluation import greedy_answer
 
     a, b = parse_operand(args.a), parse_operand(args.b)
     m = load_model(args.model)

@@ -40,7 +40,7 @@ from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
 from mulinterp.training.data import make_batch, scheduled_removal
-from mulinterp.training.evaluate import evaluate
+from mulinterp.evaluation import evaluate
 from mulinterp.arithmetic import ground_truth
 
 
