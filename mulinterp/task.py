@@ -44,7 +44,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from mulinterp import paper_tokens
-from mulinterp.arithmetic import from_digits, to_digits
+from mulinterp.arithmetic import GroundTruth, from_digits, ground_truth, to_digits
 
 # ---------------------------------------------------------------------------------------
 # vocabulary
@@ -131,6 +131,10 @@ class MulTask:
         """Position of operand digit ``b_j`` (after ``a`` and ``*``, in both layouts)."""
         return self.n_a + 1 + j
 
+    def answer_position(self, k: int, fmt: Format = "plain") -> int:
+        """Position whose next-token prediction is ``c_k`` (the timestep "c_k")."""
+        return self.answer_start(fmt) + k
+
     @property
     def operand_positions(self) -> list[int]:
         """Positions of ``a_0..a_{n-1}, b_0..b_{m-1}``, in that order."""
@@ -186,8 +190,23 @@ class MulTask:
         return cls(int(m.group(1)), int(m.group(2)))
 
     # ----- operands ---------------------------------------------------------------------
-    def check_operands(self, a: int, b: int) -> None:
-        """Raise ``ValueError`` unless ``a`` has ``n_a`` digits and ``b`` has ``n_b``."""
+    def check_operands(self, a: int | Int[Tensor, " batch"], b: int | Int[Tensor, " batch"]) -> None:
+        """Raise ``ValueError`` unless ``a`` has ``n_a`` digits and ``b`` has ``n_b``.
+
+        ``a`` and ``b`` are two ints, or two 1-D tensors of the same length (every element checked).
+        """
+        if isinstance(a, Tensor) or isinstance(b, Tensor):
+            a, b = torch.as_tensor(a), torch.as_tensor(b)
+            if a.shape != b.shape or a.ndim != 1:
+                raise ValueError(
+                    f"a and b must be 1-D tensors of the same length, got {tuple(a.shape)} and {tuple(b.shape)}"
+                )
+            for name, x, n in (("a", a, self.n_a), ("b", b, self.n_b)):
+                if len(x) and (int(x.min()) < 10 ** (n - 1) or int(x.max()) >= 10**n):
+                    raise ValueError(
+                        f"digit-count mismatch: every {name} must have exactly {n} digits for the {self.name} task"
+                    )
+            return
         for name, x, n in (("a", a, self.n_a), ("b", b, self.n_b)):
             if not 10 ** (n - 1) <= x < 10**n:
                 raise ValueError(f"operand {name}={x} must have exactly {n} digits for the {self.name} task")
@@ -330,6 +349,29 @@ class MulTask:
         """The answer digits ``c_0 … c_{n_c-1}`` of each problem (digits are their own token ids)."""
         return to_digits(a.to(torch.int64) * b.to(torch.int64), self.n_c)
 
+    def ground_truth(self, a: Int[Tensor, " batch"], b: Int[Tensor, " batch"]) -> GroundTruth:
+        """Every intermediate quantity of the paper for these problems (see :mod:`mulinterp.arithmetic`)."""
+        return ground_truth(a, b, self.n_a, self.n_b)
+
+    def teacher_forced(
+        self,
+        a: Int[Tensor, " batch"],
+        b: Int[Tensor, " batch"],
+        answer_of: tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]] | None = None,
+    ) -> Int[Tensor, "batch seq"]:
+        """``a * b SEP ANS c_0 … c_{n_c-2}`` (plain layout): every token some answer prediction reads.
+
+        (``c_{n_c-1}`` and ``EOS`` are dropped: no prediction of an answer digit reads them.)
+        The answer prefix is that of the problems ``answer_of`` if given — e.g. a corrupted
+        problem read with the clean problem's answer, so the two differ in one operand token.
+        """
+        start = self.answer_start("plain")
+        end = start + self.n_c
+        tokens = self.encode(a, b)[:, :end]
+        if answer_of is not None:
+            tokens[:, start + 1 :] = self.encode(*answer_of)[:, start + 1 : end]
+        return tokens
+
     def prompt(self, a: Tensor, b: Tensor) -> Int[Tensor, "batch prompt"]:
         """Plain-layout prompt up to and including ``ANS`` (what a model sees at test time)."""
         return self.encode(a, b, "plain")[:, : self.answer_start("plain") + 1]
@@ -337,7 +379,8 @@ class MulTask:
     def operands(self, tokens: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor]:
         """Recover ``(a, b)`` from encoded sequences."""
         a = from_digits(tokens[:, : self.n_a])
-        b = from_digits(tokens[:, self.n_a + 1 : self.n_a + 1 + self.n_b])
+        lo = self.b_position(0)
+        b = from_digits(tokens[:, lo : lo + self.n_b])
         return a, b
 
     @staticmethod

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from mulinterp.arithmetic import to_digits
-from mulinterp.circuits import attribution, patching, probes
-from mulinterp.circuits.attribution import corrupt_digit, logit_attribution, parse_operand_digit
+from mulinterp.circuits import patching, probes, problems
+from mulinterp.circuits.attribution import logit_attribution
+from mulinterp.circuits.problems import corrupt_digit, parse_operand_digit
 from mulinterp.circuits.dla import direct_logit_attribution
 from mulinterp.circuits.patching import Site, patch_head, patch_heads, prepare, run_patches
 from mulinterp.hooks import attach, knockout_edges
@@ -68,7 +69,7 @@ def tiny(tiny22):
 
 def test_planted_model_predicts_a1(planted):
     a, b = TASK.sample(32, "any", seed=3)
-    logits = attribution.answer_logits(planted.model, attribution.teacher_forced(TASK, a, b), TASK)
+    logits = problems.answer_logits(planted.model, TASK.teacher_forced(a, b), TASK)
     assert (logits.argmax(-1) == ((a // 10) % 10)[:, None]).all()
 
 
@@ -89,7 +90,7 @@ def test_corrupt_digit_changes_one_digit_and_keeps_digit_counts():
 def test_operand_digit_parsing_and_positions():
     task = MulTask(4, 4)
     assert parse_operand_digit(task, "a1") == 1 and parse_operand_digit(task, "B2") == 6
-    assert task.token_labels()[attribution.digit_position(task, 6)] == "b2"
+    assert task.token_labels()[problems.digit_position(task, 6)] == "b2"
     with pytest.raises(ValueError, match="out of range.*a0–a3"):
         parse_operand_digit(task, "a4")
     with pytest.raises(ValueError, match="unknown operand digit"):
@@ -108,7 +109,7 @@ def test_attribution_finds_only_the_planted_digit(planted):
 
 def test_attribution_is_zero_for_a_digit_nobody_attends_to(tiny):
     # knock out every attention edge into a_0's position: no later position can read a_0
-    key = attribution.digit_position(TASK, 0)
+    key = problems.digit_position(TASK, 0)
     seq = TASK.answer_start() + TASK.n_c
     edges = [(h, q, key) for h in range(4) for q in range(key + 1, seq)]
     with attach(tiny.model, [knockout_edges(0, edges), knockout_edges(1, edges)]):
@@ -138,7 +139,7 @@ def test_dla_components_sum_to_the_logit(task):
     heads = [d.components.index(f"L{l + 1}H{h + 1}") for l in range(2) for h in range(4)]
     torch.testing.assert_close(d.head_source.sum(-1).flatten(2), d.logit[..., heads], atol=1e-5, rtol=1e-5)
     assert (d.runner_up != d.target).all()
-    assert (d.target == attribution.true_answer(task, *task.sample(16, "test", seed=0))).all()
+    assert (d.target == task.true_answer(*task.sample(16, "test", seed=0))).all()
 
 
 def test_dla_credits_the_planted_head_and_its_source(planted):
@@ -153,7 +154,7 @@ def test_dla_credits_the_planted_head_and_its_source(planted):
 # ----- patching ----------------------------------------------------------------------------
 def test_patching_everything_is_one_and_nothing_is_zero(tiny):
     setup = prepare(tiny, corrupt="a1", n=48, seed=0)
-    pos_a1 = attribution.digit_position(TASK, 1)
+    pos_a1 = problems.digit_position(TASK, 1)
     effect = run_patches(setup, [
         [Site("blocks.0.hook_resid_pre")],  # every position
         [Site("blocks.0.hook_resid_pre", pos_a1)],  # the one token that differs

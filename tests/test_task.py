@@ -95,3 +95,37 @@ def test_enumerated_splits_partition_the_task_and_match_sampling():
     assert set((a * 100 + b).tolist()) <= keys[2]
     with pytest.raises(ValueError, match="too many to enumerate"):
         MulTask(4, 4).enumerate_split("test")
+
+
+@pytest.mark.parametrize("vocab", ["mulinterp", "gpt2"])
+def test_positions_teacher_forcing_and_true_answer_come_from_the_task(vocab):
+    task = MulTask(3, 2, vocab=vocab)
+    a, b = torch.tensor([372, 105]), torch.tensor([49, 10])
+    tokens = task.encode(a, b)
+    assert [task.token_labels()[p] for p in task.operand_positions] == ["a0", "a1", "a2", "b0", "b1"]
+    assert tokens[:, task.b_position(1)].tolist() == [4, 1]  # b_1 of 49 and of 10
+    assert task.answer_position(0) == task.answer_start() and task.answer_position(4) == task.answer_start() + 4
+    # the true answer digits are what the encoded sequence holds after ANS, c_0 first
+    assert task.true_answer(a, b).tolist() == [[8, 2, 2, 8, 1], [0, 5, 0, 1, 0]]
+    assert (tokens[:, task.answer_start() + 1 : task.answer_start() + 1 + task.n_c] == task.true_answer(a, b)).all()
+    assert (task.ground_truth(a, b).c == task.true_answer(a, b)).all()
+    forced = task.teacher_forced(a, b)
+    assert forced.shape == (2, task.answer_start() + task.n_c) and (forced == tokens[:, : forced.shape[1]]).all()
+    # another problem's answer prefix: only the answer tokens change
+    mixed = task.teacher_forced(a, b, answer_of=(a.flip(0), b.flip(0)))
+    start = task.answer_start()
+    assert (mixed[:, : start + 1] == forced[:, : start + 1]).all()
+    assert (mixed[:, start + 1 :] == forced.flip(0)[:, start + 1 :]).all()
+    assert task.operands(tokens)[1].tolist() == [49, 10]
+
+
+def test_check_operands_takes_ints_and_tensors():
+    task = MulTask(2, 2)
+    task.check_operands(10, 99)
+    task.check_operands(torch.tensor([10, 99]), torch.tensor([55, 12]))
+    with pytest.raises(ValueError, match="operand b=100 must have exactly 2 digits"):
+        task.check_operands(10, 100)
+    with pytest.raises(ValueError, match="digit-count mismatch: every a must have exactly 2 digits"):
+        task.check_operands(torch.tensor([10, 9]), torch.tensor([55, 12]))
+    with pytest.raises(ValueError, match="1-D tensors of the same length"):
+        task.check_operands(torch.tensor([10, 11]), torch.tensor([55]))

@@ -47,111 +47,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from mulinterp.arithmetic import from_digits, to_digits
+from mulinterp.circuits.problems import answer_digits, answer_logits, corrupt_digit, draw_problems, operand_digits
 from mulinterp.task import MulTask
-
-# ---------------------------------------------------------------------------------------
-# operand digits: names, token positions, corruption (shared with mulinterp.circuits.patching)
-
-
-def operand_digits(task: MulTask) -> list[str]:
-    """Names of the operand digits in token order: ``['a0', …, 'a{n_a-1}', 'b0', …]``."""
-    return [f"a{i}" for i in range(task.n_a)] + [f"b{j}" for j in range(task.n_b)]
-
-
-def answer_digits(task: MulTask) -> list[str]:
-    """``['c0', …, 'c{n_c-1}']``."""
-    return [f"c{k}" for k in range(task.n_c)]
-
-
-def digit_position(task: MulTask, index: int) -> int:
-    """Token position of operand digit number ``index`` (in :func:`operand_digits` order)."""
-    return index if index < task.n_a else index + 1  # skip the '*' between a and b
-
-
-def parse_operand_digit(task: MulTask, spec: str) -> int:
-    """``"a1"`` → its index in :func:`operand_digits` (``ValueError`` naming the valid range)."""
-    s = str(spec).strip().lower()
-    names = operand_digits(task)
-    if s in names:
-        return names.index(s)
-    if len(s) >= 2 and s[0] in "ab" and s[1:].isdigit():
-        n = task.n_a if s[0] == "a" else task.n_b
-        raise ValueError(
-            f"operand digit {spec!r} is out of range for the {task.name} task: "
-            f"{s[0]} has digits {s[0]}0–{s[0]}{n - 1}"
-        )
-    raise ValueError(f"unknown operand digit {spec!r}: use a0–a{task.n_a - 1} or b0–b{task.n_b - 1}")
-
-
-def check_operands(task: MulTask, a: Tensor, b: Tensor) -> None:
-    """``ValueError`` unless every ``a`` has ``n_a`` digits and every ``b`` has ``n_b``."""
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be 1-D tensors of the same length, got {tuple(a.shape)} and {tuple(b.shape)}")
-    for name, x, n in (("a", a, task.n_a), ("b", b, task.n_b)):
-        if len(x) and (int(x.min()) < 10 ** (n - 1) or int(x.max()) >= 10**n):
-            raise ValueError(f"digit-count mismatch: every {name} must have exactly {n} digits for the {task.name} model")
-
-
-def draw_problems(task: MulTask, a: Tensor | None, b: Tensor | None, n: int, split: str, seed: int) -> tuple[Tensor, Tensor]:
-    """The given operands (checked against the task), or ``n`` fresh ones from ``split``."""
-    if a is None or b is None:
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        a, b = task.sample(n, split, seed=seed)
-    check_operands(task, a, b)
-    return a, b
-
-
-def corrupt_digit(
-    task: MulTask,
-    a: Int[Tensor, " batch"],
-    b: Int[Tensor, " batch"],
-    which: Int[Tensor, " batch"],
-    generator: torch.Generator,
-) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
-    """Replace operand digit ``which[p]`` of problem ``p`` by a different random digit.
-
-    Leading digits are redrawn from 1–9 so that ``a`` and ``b`` keep their digit counts.
-    """
-    digits = torch.cat([to_digits(a, task.n_a), to_digits(b, task.n_b)], dim=1)
-    rows = torch.arange(len(a))
-    old = digits[rows, which]
-    leading = (which == task.n_a - 1) | (which == task.n_a + task.n_b - 1)
-    # a shift by 1..9 (mod 10) — or by 1..8 on the digits 1..9 (mod 9) for a leading digit —
-    # lands uniformly on one of the other allowed digits
-    u = torch.rand(len(a), generator=generator).to(old.device)
-    shift = 1 + (u * torch.where(leading, 8, 9)).long()
-    new = torch.where(leading, 1 + (old - 1 + shift) % 9, (old + shift) % 10)
-    digits = digits.clone()
-    digits[rows, which] = new
-    return from_digits(digits[:, : task.n_a]), from_digits(digits[:, task.n_a :])
-
-
-def teacher_forced(task: MulTask, a: Tensor, b: Tensor, answer_of: tuple[Tensor, Tensor] | None = None) -> Int[Tensor, "batch seq"]:
-    """``a * b SEP ANS c_0 … c_{n_c-2}``: every token some answer prediction reads.
-
-    (``c_{n_c-1}`` and ``EOS`` are dropped: no prediction of an answer digit reads them.)
-    The answer prefix is that of the problems ``answer_of`` if given.
-    """
-    end = task.answer_start() + task.n_c
-    tokens = task.encode(a, b)[:, :end]
-    if answer_of is not None:
-        tokens[:, task.answer_start() + 1 :] = task.encode(*answer_of)[:, task.answer_start() + 1 : end]
-    return tokens
-
-
-def true_answer(task: MulTask, a: Tensor, b: Tensor) -> Int[Tensor, "batch n_c"]:
-    """The answer digits ``c_0 … c_{n_c-1}`` (= their token ids)."""
-    return to_digits(a.to(torch.int64) * b.to(torch.int64), task.n_c)
-
-
-@torch.no_grad()
-def answer_logits(model, tokens: Int[Tensor, "batch seq"], task: MulTask, batch_size: int = 2048) -> Float[Tensor, "batch n_c vocab"]:
-    """Logits at the positions predicting ``c_0 … c_{n_c-1}``, in chunks of ``batch_size``."""
-    pos = task.answer_positions().to(tokens.device)
-    return torch.cat([model(tokens[i : i + batch_size])[:, pos] for i in range(0, len(tokens), batch_size)])
-
 
 # ---------------------------------------------------------------------------------------
 # the analysis
@@ -212,8 +109,8 @@ def logit_attribution(
     b_rep = einops.repeat(b, "problem -> (problem row)", row=n_rows)
     a_cor, b_cor = corrupt_digit(task, a_rep, b_rep, which, gen)
 
-    clean = teacher_forced(task, a, b)
-    corrupted = teacher_forced(task, a_cor, b_cor, answer_of=None if prefix == "own" else (a_rep, b_rep))
+    clean = task.teacher_forced(a, b)
+    corrupted = task.teacher_forced(a_cor, b_cor, answer_of=None if prefix == "own" else (a_rep, b_rep))
     # one batch: problem p's clean sequence followed by its n_rows corruptions
     tokens = torch.cat([clean[:, None], einops.rearrange(corrupted, "(p r) s -> p r s", p=n_prob)], dim=1)
     device = next(m.model.parameters()).device
@@ -223,7 +120,7 @@ def logit_attribution(
     if target == "predicted":
         tgt = logits[:, 0].argmax(-1)
     else:
-        tgt = true_answer(task, a, b)
+        tgt = task.true_answer(a, b)
     index = einops.repeat(tgt, "p k -> p v k 1", v=n_rows + 1)
     tracked = logits.gather(-1, index)[..., 0]  # [p, 1 + n_rows, n_c]
     delta = tracked[:, :1] - tracked[:, 1:]
@@ -260,14 +157,4 @@ __all__ = [
     "dependency_mask",
     "dependency_summary",
     "middle_digits",
-    "operand_digits",
-    "answer_digits",
-    "digit_position",
-    "parse_operand_digit",
-    "corrupt_digit",
-    "check_operands",
-    "draw_problems",
-    "teacher_forced",
-    "true_answer",
-    "answer_logits",
 ]

@@ -48,7 +48,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from mulinterp.circuits.attribution import draw_problems
+from mulinterp.circuits.problems import draw_problems
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 from mulinterp.evaluation import EvalResult, greedy_answer, score

@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mulinterp.circuits.attribution import answer_digits, draw_problems, teacher_forced, true_answer
+from mulinterp.circuits.problems import answer_digits, draw_problems
 from mulinterp.task import MulTask
 
 BIAS_TERM = "ln_final.b @ W_U + b_U"
@@ -121,7 +121,7 @@ def direct_logit_attribution(
     a, b = draw_problems(task, a, b, n, split, seed)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     device = next(model.parameters()).device
-    tokens = teacher_forced(task, a, b).to(device)
+    tokens = task.teacher_forced(a, b).to(device)
     pos = task.answer_positions().to(device)
 
     wanted = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale"}
@@ -130,7 +130,7 @@ def direct_logit_attribution(
     logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
     logits = logits[:, pos].float()
 
-    tgt = logits.argmax(-1) if target == "predicted" else true_answer(task, a, b).to(device)
+    tgt = logits.argmax(-1) if target == "predicted" else task.true_answer(a, b).to(device)
     others = logits.scatter(-1, tgt[..., None], float("-inf"))
     runner = others.argmax(-1)
 

@@ -49,8 +49,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mulinterp.arithmetic import ground_truth
-from mulinterp.circuits.attribution import draw_problems
+from mulinterp.circuits.problems import draw_problems
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 
@@ -206,10 +205,10 @@ def minkowski(
     _check_site(m, layer, head, position)
     sides = [_digit(task, d) for d in digits]
     a, b = draw_problems(task, a, b, n, split, seed)
-    gt = ground_truth(a, b, task.n_a, task.n_b)
+    gt = task.ground_truth(a, b)
     values = torch.stack([(gt.a if s == "a" else gt.b)[:, i] for s, i in sides], 1)
     tokens = task.encode(a, b, "plain")[:, :-1]
-    out = head_output(m, tokens, layer, head, task.answer_start("plain") + position)
+    out = head_output(m, tokens, layer, head, task.answer_position(position))
     coords, explained = pca(out)
     return MinkowskiResult(layer, head, position, tuple(digits), values, coords, explained,
                            additive_fit(out, values[:, 0], values[:, 1]))
@@ -362,14 +361,14 @@ def fourier_analysis(m: MulModel, n: int = 256, seed: int = 0, split: str = "tes
     a, b = task.sample(n, split, seed=seed)
     resid = final_residual(m, a, b)
     objects = digit_objects(m, resid[:, task.answer_positions("plain")])
-    coords, explained = pca(resid[:, task.answer_start("plain") + prism_position])
+    coords, explained = pca(resid[:, task.answer_position(prism_position)])
     return FourierResult(
         r2={k: fourier_r2(v) for k, v in objects.items()},
         cumulative={k: fourier_cumulative(v) for k, v in objects.items()},
         prism_position=prism_position,
         prism_coords=coords,
         prism_explained=explained,
-        prism_digit=ground_truth(a, b, task.n_a, task.n_b).c[:, prism_position],
+        prism_digit=task.ground_truth(a, b).c[:, prism_position],
     )
 
 

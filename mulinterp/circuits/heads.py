@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from mulinterp.circuits.attribution import draw_problems
+from mulinterp.circuits.problems import draw_problems
 from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
@@ -83,7 +83,8 @@ class TimestepAttention:
 
     @property
     def a_mass(self) -> Float[Tensor, "layer head n_c n_a"]:
-        return self.answer[..., : self.task.n_a]
+        lo = self.task.a_position(0)
+        return self.answer[..., lo : lo + self.task.n_a]
 
     @property
     def b_mass(self) -> Float[Tensor, "layer head n_c n_b"]:

@@ -54,15 +54,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from mulinterp.circuits.attribution import (
-    answer_digits,
-    corrupt_digit,
-    draw_problems,
-    operand_digits,
-    parse_operand_digit,
-    teacher_forced,
-    true_answer,
-)
+from mulinterp.circuits.problems import answer_digits, corrupt_digit, draw_problems, operand_digits, parse_operand_digit
 from mulinterp.hooks import attach
 from mulinterp.task import MulTask
 
@@ -186,8 +178,8 @@ def prepare(
     a_cor, b_cor = corrupt_digit(task, a, b, which, gen)
 
     device = next(model.parameters()).device
-    clean = teacher_forced(task, a, b)
-    corrupted = teacher_forced(task, a_cor, b_cor, answer_of=None if prefix == "own" else (a, b))
+    clean = task.teacher_forced(a, b)
+    corrupted = task.teacher_forced(a_cor, b_cor, answer_of=None if prefix == "own" else (a, b))
     pos = task.answer_positions().to(device)
     names = set(_patchable_names(model.cfg.n_layers))
     clean_logits, cache = model.run_with_cache(clean.to(device), names_filter=lambda name: name in names)
@@ -198,7 +190,7 @@ def prepare(
     if answer == "predicted":
         t, t_prime = clean_logits.argmax(-1).cpu(), corrupted_logits.argmax(-1).cpu()
     else:
-        t, t_prime = true_answer(task, a, b), true_answer(task, a_cor, b_cor)
+        t, t_prime = task.true_answer(a, b), task.true_answer(a_cor, b_cor)
     setup = PatchSetup(
         m=m,
         clean_tokens=clean,
@@ -301,7 +293,7 @@ def _answer_token_position(task: MulTask, position: int | None) -> int | None:
         return None
     if not 0 <= position < task.n_c:
         raise ValueError(f"position {position} is out of range: answer digits are c0–c{task.n_c - 1}")
-    return task.answer_start() + position
+    return task.answer_position(position)
 
 
 # ---------------------------------------------------------------------------------------

@@ -41,8 +41,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from mulinterp.arithmetic import ground_truth
-from mulinterp.circuits.attribution import answer_digits, check_operands, teacher_forced
+from mulinterp.circuits.problems import answer_digits
 from mulinterp.task import MulTask
 
 Target = Literal["c_hat", "carry", "s"]
@@ -141,7 +140,7 @@ def collect(
         if name not in model.hook_dict:
             raise ValueError(f"no activation {name!r} on this model (it has layers 0–{model.cfg.n_layers - 1})")
     pos = task.answer_positions().to(device)
-    tokens = teacher_forced(task, a, b).to(device)
+    tokens = task.teacher_forced(a, b).to(device)
     chunks: list[dict[str, Tensor]] = []
     for lo in range(0, len(tokens), batch_size):
         _, cache = model.run_with_cache(tokens[lo : lo + batch_size], names_filter=lambda name: name in hooks)
@@ -162,7 +161,7 @@ def probe_targets(task: MulTask, a: Tensor, b: Tensor, target: Target = "c_hat")
     """The quantity probed at each answer position: ``ĉ_k``, the carry ``r_k`` or ``s_k``."""
     if target not in TARGETS:
         raise ValueError(f"unknown probe target {target!r}; choose one of {', '.join(TARGETS)}")
-    gt = ground_truth(a, b, task.n_a, task.n_b)
+    gt = task.ground_truth(a, b)
     return {"c_hat": gt.c_hat, "carry": gt.carry, "s": gt.s}[target]
 
 
@@ -215,7 +214,7 @@ def fit_probes(
     sites = sites or default_sites(m.model.cfg.n_layers, m.model.cfg.n_heads if heads else 0)
     a_tr, b_tr = task.sample(n_train, "train", seed=seed)
     a_te, b_te = task.sample(n_test, "test", seed=seed)
-    check_operands(task, a_tr, b_tr)
+    task.check_operands(a_tr, b_tr)
     y_tr = probe_targets(task, a_tr, b_tr, target).T.float()  # [n_c, problem]
     y_te = probe_targets(task, a_te, b_te, target).T.float()
     x_tr, x_te = collect(m, a_tr, b_tr, sites), collect(m, a_te, b_te, sites)
