@@ -21,14 +21,14 @@ import time
 import torch
 
 from mulinterp.circuits.patching import HEAD_HOOK, patch_head_positions, prepare
-from mulinterp.hooks import attach, patch
+from mulinterp.hooks import attach, hook_name, patch
 from mulinterp.models import resolve
 
 
 def naive_effect(setup, layer: int, head: int, position: int) -> torch.Tensor:
     """One forward per problem: the normalised effect of patching one head at one position."""
     model, task = setup.m.model, setup.task
-    name = f"blocks.{layer}.{HEAD_HOOK}"
+    name = hook_name(HEAD_HOOK, layer)
     pos = task.answer_positions()
     lds = []
     for p in range(len(setup.corrupted_tokens)):

@@ -24,7 +24,7 @@ import struct
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 import torch
 from safetensors import SafetensorError
@@ -35,7 +35,16 @@ from torch import Tensor
 from mulinterp.io import atomic_write_bytes
 from mulinterp.task import MulTask
 
+if TYPE_CHECKING:
+    # Only for the annotations: importing TransformerLens takes seconds, and reading a
+    # checkpoint's metadata or listing the bundled models needs none of it. (The test suite's
+    # run-time type checker cannot resolve this name, so it treats the field as unchecked.)
+    from transformer_lens.model_bridge import TransformerBridge
+
 FORMAT_VERSION = "1"
+
+JSONValue = Union[str, int, float, bool, None, list, dict]
+"""A value in a checkpoint's JSON metadata or the bundled manifest."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class ModelSpec:
     act_fn: str = "gelu_new"
     eps: float = 1e-5
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         """JSON form for checkpoint metadata: fields left at their default are omitted, so a
         model trained here writes exactly the four fields it always wrote."""
         d = asdict(self)
@@ -88,7 +97,9 @@ def get_preset(name: str) -> ModelSpec:
     return PRESETS[name]
 
 
-def build_model(task: MulTask, spec: ModelSpec | str, seed: int = 0, device: str | torch.device = "cpu"):
+def build_model(
+    task: MulTask, spec: ModelSpec | str, seed: int = 0, device: str | torch.device = "cpu"
+) -> TransformerBridge:
     """A freshly initialised hooked transformer for ``task``.
 
     The context holds the full CoT layout, so the same model serves SFT, ICoT and aux.
@@ -122,17 +133,26 @@ def build_model(task: MulTask, spec: ModelSpec | str, seed: int = 0, device: str
 
 @dataclass
 class MulModel:
-    """A trained (or fresh) model together with its task and metadata."""
+    """A trained (or fresh) model together with its task and metadata.
 
-    model: Any  # transformer_lens TransformerBridge
+    ``model`` is the TransformerLens bridge: call it on tokens for logits, or use its
+    ``run_with_cache`` / ``hooks``; the properties here are what analyses ask of a model.
+    """
+
+    model: TransformerBridge
     task: MulTask
     spec: ModelSpec
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, JSONValue] = field(default_factory=dict)  # name, regime, steps, seed, metrics …
     extras: dict[str, Tensor] = field(default_factory=dict)  # e.g. aux probe weights
 
     @property
     def name(self) -> str:
         return str(self.meta.get("name", "model"))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (inputs must be moved there)."""
+        return next(self.model.parameters()).device
 
     @property
     def n_layers(self) -> int:
@@ -222,7 +242,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", task: MulTask | N
     return MulModel(model=model, task=ck_task, spec=spec, meta=json.loads(meta["meta"]), extras=extras)
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
+def read_metadata(path: str | Path) -> dict[str, JSONValue]:
     """Task, model spec and metadata of a checkpoint without building the model."""
     path = Path(path)
     if not path.is_file():
@@ -242,14 +262,14 @@ def _checkpoint_dir() -> Path:
     return Path(str(resources.files("mulinterp") / "checkpoints"))
 
 
-def _manifest() -> dict[str, dict[str, Any]]:
+def _manifest() -> dict[str, dict[str, JSONValue]]:
     path = _checkpoint_dir() / "manifest.json"
     if not path.is_file():
         return {}
     return json.loads(path.read_text())
 
 
-def list_pretrained() -> dict[str, dict[str, Any]]:
+def list_pretrained() -> dict[str, dict[str, JSONValue]]:
     """Bundled models by name, with the summary recorded in the manifest."""
     return _manifest()
 
@@ -323,7 +343,7 @@ class BundledSet:
         return f"the {self.digits} set ({parts}) {verdict}"
 
 
-def bundled_sets(manifest: dict[str, dict[str, Any]] | None = None) -> list[BundledSet]:
+def bundled_sets(manifest: dict[str, dict[str, JSONValue]] | None = None) -> list[BundledSet]:
     """Every task with all three regimes bundled, larger tasks first (4×4 before 3×3)."""
     manifest = _manifest() if manifest is None else manifest
     tasks = {name.split("-", 1)[1] for name in manifest if name.split("-", 1)[0] in SET_REGIMES and "-" in name}
@@ -335,7 +355,7 @@ def bundled_sets(manifest: dict[str, dict[str, Any]] | None = None) -> list[Bund
     return sorted(sets, key=lambda s: tuple(-int(x) for x in s.digits.split("x")))
 
 
-def best_bundled_set(manifest: dict[str, dict[str, Any]] | None = None) -> BundledSet:
+def best_bundled_set(manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:
     """The largest task whose set meets the bars; if none does, the largest complete set."""
     sets = bundled_sets(manifest)
     if not sets:
@@ -343,7 +363,7 @@ def best_bundled_set(manifest: dict[str, dict[str, Any]] | None = None) -> Bundl
     return next((s for s in sets if s.meets_bars), sets[0])
 
 
-def bundled_set(digits: str, manifest: dict[str, dict[str, Any]] | None = None) -> BundledSet:
+def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:
     for s in bundled_sets(manifest):
         if s.digits == digits:
             return s

@@ -19,7 +19,7 @@ from mulinterp.circuits.attribution import logit_attribution
 from mulinterp.circuits.problems import corrupt_digit, parse_operand_digit
 from mulinterp.circuits.dla import direct_logit_attribution
 from mulinterp.circuits.patching import Site, patch_head, patch_heads, prepare, run_patches
-from mulinterp.hooks import attach, knockout_edges
+from mulinterp.hooks import attach, block, knockout_edges
 from mulinterp.hooks import patch as hooks_patch
 from mulinterp.models import ModelSpec, MulModel, build_model, get_preset, save
 from mulinterp.task import MulTask
@@ -45,7 +45,7 @@ def planted_model(task: MulTask = TASK) -> MulModel:
     sd["embed.weight"][:, :vocab] = 4 * torch.eye(vocab)  # token one-hots: dims 0..17
     sd["pos_embed.weight"][:, vocab : vocab + n_ctx] = 4 * torch.eye(n_ctx)  # position one-hots: dims 18..
     out_dims = 40  # the head writes the digit into dims 40..49, which only the unembedding reads
-    attn, r0 = f"blocks.{PLANT_LAYER}.attn", PLANT_HEAD * d_head  # nn.Linear weights are [out, in]
+    attn, r0 = f"{block(PLANT_LAYER)}.attn", PLANT_HEAD * d_head  # nn.Linear weights are [out, in]
     sd[f"{attn}.q.bias"][r0] = 1.0  # a constant query …
     sd[f"{attn}.k.weight"][r0, vocab + PLANT_DIGIT] = 10.0  # … that matches only a_1's position
     for d in range(10):

@@ -18,6 +18,7 @@ from mulinterp.circuits.geometry import (
     minkowski,
 )
 from mulinterp.circuits.heads import head_table
+from mulinterp.hooks import block
 from mulinterp.models import MulModel, build_model, get_preset, save
 from mulinterp.task import MulTask
 
@@ -68,7 +69,7 @@ def planted_model() -> MulModel:
     }
     for (layer, head), rows in planted.items():
         f = 4.0 if layer == 0 else 1.0  # LayerNorm scale (layer 1 gets a larger margin)
-        qw, kw = sd[f"blocks.{layer}.attn.q.weight"], sd[f"blocks.{layer}.attn.k.weight"]
+        qw, kw = sd[f"{block(layer)}.attn.q.weight"], sd[f"{block(layer)}.attn.k.weight"]
         for r, (q, keys) in enumerate(rows.items()):
             qw[head * dh + r] = P[q] * math.sqrt(dh) / f
             kw[head * dh + r] = sum(s * P[k] for k, s in keys.items()) / f

@@ -48,6 +48,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mulinterp.circuits.problems import answer_digits, answer_logits, corrupt_digit, draw_problems, operand_digits
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 # ---------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Attribution:
 
 
 def logit_attribution(
-    m,
+    m: MulModel,
     n: int = 256,
     seed: int = 0,
     split: str = "test",
@@ -113,7 +114,7 @@ def logit_attribution(
     corrupted = task.teacher_forced(a_cor, b_cor, answer_of=None if prefix == "own" else (a_rep, b_rep))
     # one batch: problem p's clean sequence followed by its n_rows corruptions
     tokens = torch.cat([clean[:, None], einops.rearrange(corrupted, "(p r) s -> p r s", p=n_prob)], dim=1)
-    device = next(m.model.parameters()).device
+    device = m.device
     logits = answer_logits(m.model, einops.rearrange(tokens, "p v s -> (p v) s").to(device), task, batch_size)
     logits = einops.rearrange(logits.float().cpu(), "(p v) k vocab -> p v k vocab", p=n_prob)
 

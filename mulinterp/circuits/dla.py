@@ -45,6 +45,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mulinterp.circuits.problems import answer_digits, draw_problems
+from mulinterp.hooks import hook_name
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 BIAS_TERM = "ln_final.b @ W_U + b_U"
@@ -102,7 +104,7 @@ def component_labels(n_layers: int, n_heads: int) -> list[str]:
 
 @torch.no_grad()
 def direct_logit_attribution(
-    m,
+    m: MulModel,
     n: int = 256,
     seed: int = 0,
     split: str = "test",
@@ -119,14 +121,14 @@ def direct_logit_attribution(
     if target not in ("true", "predicted"):
         raise ValueError(f"target must be 'true' or 'predicted', got {target!r}")
     a, b = draw_problems(task, a, b, n, split, seed)
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    device = next(model.parameters()).device
+    n_layers, n_heads = m.n_layers, m.n_heads
+    device = m.device
     tokens = task.teacher_forced(a, b).to(device)
     pos = task.answer_positions().to(device)
 
-    wanted = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale"}
+    wanted = {hook_name("embed"), hook_name("pos_embed"), hook_name("ln_final_scale")}
     for layer in range(n_layers):
-        wanted |= {f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.hook_mlp_out"}
+        wanted |= {hook_name("v", layer), hook_name("pattern", layer), hook_name("mlp_out", layer)}
     logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
     logits = logits[:, pos].float()
 
@@ -149,8 +151,8 @@ def direct_logit_attribution(
     parts = [at_answers(cache["hook_embed"][:, pos]), at_answers(cache["hook_pos_embed"][:, pos])]
     src_logits = []  # per layer: [p, n_c, head, src, vocab]
     for layer in range(n_layers):
-        v = cache[f"blocks.{layer}.attn.hook_v"]  # [p, src, head, d_head]
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, pos]  # [p, head, n_c, src]
+        v = cache[hook_name("v", layer)]  # [p, src, head, d_head]
+        pattern = cache[hook_name("pattern", layer)][:, :, pos]  # [p, head, n_c, src]
         # head output at query k = Σ_src pattern[k, src] · v_src W_O: map each v_src W_O to the
         # vocabulary first (it is linear), then weight by the attention
         v_vocab = to_vocab(einops.einsum(v, model.W_O[layer], "p src head dh, head dh d -> p src head d"))
@@ -159,7 +161,7 @@ def direct_logit_attribution(
         src_logits.append(by_src)
         parts += list(by_src.sum(3).unbind(2))  # one per head
         parts.append(at_answers(model.b_O[layer].expand_as(cache["hook_embed"][:, pos])))
-        parts.append(at_answers(cache[f"blocks.{layer}.hook_mlp_out"][:, pos]))
+        parts.append(at_answers(cache[hook_name("mlp_out", layer)][:, pos]))
     parts.append(bias_logits.expand_as(parts[0]))
     comp_logits = torch.stack(parts, dim=2)  # [p, n_c, component, vocab]
     src_logits = torch.stack(src_logits, dim=2)  # [p, n_c, layer, head, src, vocab]

@@ -50,6 +50,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mulinterp.circuits.problems import draw_problems
+from mulinterp.hooks import hook_name
 from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 
@@ -157,7 +158,7 @@ def _check_site(m: MulModel, layer: int, head: int, position: int) -> None:
 @torch.no_grad()
 def head_output(m: MulModel, tokens: Int[Tensor, "batch seq"], layer: int, head: int, pos: int) -> Float[Tensor, "batch d_model"]:
     """What one head writes into the residual stream at ``pos``: ``z @ W_O`` (bias excluded)."""
-    name = f"blocks.{layer}.attn.hook_z"
+    name = hook_name("z", layer)
     # stop_at_layer: the blocks after this one cannot change its output, so skip them
     _, cache = m.model.run_with_cache(tokens, names_filter=lambda n: n == name, stop_at_layer=layer + 1)
     z = cache[name][:, pos, head]  # [batch, d_head]

@@ -45,6 +45,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mulinterp.circuits.problems import draw_problems
+from mulinterp.hooks import hook_name
 from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
@@ -130,8 +131,8 @@ def attention_by_timestep(
     task = m.task
     a, b = draw_problems(task, a, b, n, split, seed)
     tokens = task.encode(a, b, "plain")[:, :-1]
-    device = next(m.model.parameters()).device
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(m.n_layers)]
+    device = m.device
+    names = [hook_name("pattern", layer) for layer in range(m.n_layers)]
     total = None
     for lo in range(0, len(tokens), batch_size):
         _, cache = m.model.run_with_cache(tokens[lo : lo + batch_size].to(device), names_filter=lambda name: name in names)

@@ -55,7 +55,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mulinterp.circuits.problems import answer_digits, corrupt_digit, draw_problems, operand_digits, parse_operand_digit
-from mulinterp.hooks import attach
+from mulinterp.hooks import attach, hook_name
+from mulinterp.hooks.names import hook_layer
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 RESID_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
@@ -79,7 +81,7 @@ class Site:
 class PatchSetup:
     """Clean/corrupted pairs, the clean run's activations and the two reference logit differences."""
 
-    m: object  # MulModel
+    m: MulModel
     clean_tokens: Int[Tensor, "pair seq"]
     corrupted_tokens: Int[Tensor, "pair seq"]
     corrupted_digit: Int[Tensor, " pair"]  # index into operand_digits(task)
@@ -143,12 +145,12 @@ def _patchable(name: str) -> None:
 
 
 def _patchable_names(n_layers: int) -> list[str]:
-    return [f"blocks.{l}.{h}" for l in range(n_layers) for h in RESID_HOOKS + (HEAD_HOOK,)]
+    return [hook_name(h, l) for l in range(n_layers) for h in RESID_HOOKS + (HEAD_HOOK,)]
 
 
 @torch.no_grad()
 def prepare(
-    m,
+    m: MulModel,
     corrupt: str = "random",
     n: int = 256,
     seed: int = 0,
@@ -177,14 +179,14 @@ def prepare(
         which = torch.full((len(a),), parse_operand_digit(task, corrupt), dtype=torch.long)
     a_cor, b_cor = corrupt_digit(task, a, b, which, gen)
 
-    device = next(model.parameters()).device
+    device = m.device
     clean = task.teacher_forced(a, b)
     corrupted = task.teacher_forced(a_cor, b_cor, answer_of=None if prefix == "own" else (a, b))
     pos = task.answer_positions().to(device)
-    names = set(_patchable_names(model.cfg.n_layers))
+    names = set(_patchable_names(m.n_layers))
     clean_logits, cache = model.run_with_cache(clean.to(device), names_filter=lambda name: name in names)
     clean_logits = clean_logits[:, pos]
-    resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
+    resid_names = [hook_name("resid_pre", l) for l in range(m.n_layers)]
     corrupted_logits, corrupted_cache = model.run_with_cache(corrupted.to(device), names_filter=lambda name: name in resid_names)
     corrupted_logits = corrupted_logits[:, pos]
     if answer == "predicted":
@@ -228,9 +230,9 @@ def run_patches(setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_siz
     The generic engine behind every sweep: ``batch_size`` bounds the sequences per forward.
     An empty variant patches nothing and gives 0.
     """
-    model, task = setup.m.model, setup.task
+    task = setup.task
     n_pairs, seq = setup.corrupted_tokens.shape
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    n_layers, n_heads = setup.m.n_layers, setup.m.n_heads
     for sites in variants:
         for s in sites:
             _patchable(s.hook)
@@ -242,7 +244,7 @@ def run_patches(setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_siz
                 raise ValueError(f"head {s.head} is invalid for {s.hook!r}: heads 0–{n_heads - 1} exist on attn.hook_z only")
     # A patch in layer l leaves layers < l exactly as in the corrupted run, so each variant's
     # forward starts at its first patched layer, from the corrupted run's residual stream.
-    first_layer = [min((int(s.hook.split(".")[1]) for s in sites), default=n_layers - 1) for sites in variants]
+    first_layer = [min((hook_layer(s.hook) for s in sites), default=n_layers - 1) for sites in variants]
     per_chunk = max(1, batch_size // n_pairs)
     effect = torch.zeros(len(variants), task.n_c)
     for start in sorted(set(first_layer)):
@@ -256,7 +258,7 @@ def run_patches(setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_siz
 def _run_chunk(setup: PatchSetup, chunk: Sequence[Sequence[Site]], start: int) -> Float[Tensor, "variant n_c"]:
     """One forward pass for ``len(chunk)`` variants, laid out as (variant, pair) in the batch."""
     model = setup.m.model
-    seq, n_heads = setup.corrupted_tokens.shape[1], model.cfg.n_heads
+    seq, n_heads = setup.corrupted_tokens.shape[1], setup.m.n_heads
     masks: dict[str, Tensor] = {}
     for v, sites in enumerate(chunk):
         for s in sites:
@@ -302,9 +304,9 @@ def _answer_token_position(task: MulTask, position: int | None) -> int | None:
 
 def patch_residual(setup: PatchSetup, batch_size: int = 2048) -> PatchResult:
     """Residual stream by (site, token position): ``resid_pre`` and ``resid_mid`` of each layer, then the final ``resid_post``."""
-    n_layers = setup.m.model.cfg.n_layers
-    hooks = [f"blocks.{l}.{h}" for l in range(n_layers) for h in ("hook_resid_pre", "hook_resid_mid")]
-    hooks.append(f"blocks.{n_layers - 1}.hook_resid_post")
+    n_layers = setup.m.n_layers
+    hooks = [hook_name(h, l) for l in range(n_layers) for h in ("resid_pre", "resid_mid")]
+    hooks.append(hook_name("resid_post", n_layers - 1))
     seq = setup.corrupted_tokens.shape[1]
     variants = [[Site(h, p)] for h in hooks for p in range(seq)]
     effect = run_patches(setup, variants, batch_size)
@@ -313,8 +315,8 @@ def patch_residual(setup: PatchSetup, batch_size: int = 2048) -> PatchResult:
 
 def patch_layer_outputs(setup: PatchSetup, per_position: bool = False, batch_size: int = 2048) -> PatchResult:
     """Each layer's attention output and MLP output (``L1 attn``, ``L1 MLP``, …), at all positions or per position."""
-    n_layers = setup.m.model.cfg.n_layers
-    hooks = [f"blocks.{l}.{h}" for l in range(n_layers) for h in ("hook_attn_out", "hook_mlp_out")]
+    n_layers = setup.m.n_layers
+    hooks = [hook_name(h, l) for l in range(n_layers) for h in ("attn_out", "mlp_out")]
     names = [f"L{l + 1} {w}" for l in range(n_layers) for w in ("attn", "MLP")]
     seq = setup.corrupted_tokens.shape[1]
     if not per_position:
@@ -325,21 +327,19 @@ def patch_layer_outputs(setup: PatchSetup, per_position: bool = False, batch_siz
 
 def patch_heads(setup: PatchSetup, position: int | None = None, batch_size: int = 2048) -> PatchResult:
     """Each head's output (``hook_z``) by (layer, head), at every position or only at the one predicting ``c_position``."""
-    model = setup.m.model
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    n_layers, n_heads = setup.m.n_layers, setup.m.n_heads
     tok = _answer_token_position(setup.task, position)
-    variants = [[Site(f"blocks.{l}.{HEAD_HOOK}", tok, h)] for l in range(n_layers) for h in range(n_heads)]
+    variants = [[Site(hook_name(HEAD_HOOK, l), tok, h)] for l in range(n_layers) for h in range(n_heads)]
     effect = run_patches(setup, variants, batch_size)
     return _result(setup, effect, [[f"L{l + 1}" for l in range(n_layers)], [f"H{h + 1}" for h in range(n_heads)]])
 
 
 def patch_head_positions(setup: PatchSetup, batch_size: int = 2048) -> PatchResult:
     """Each head's output by (layer, head, token position) — the finest sweep."""
-    model = setup.m.model
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    n_layers, n_heads = setup.m.n_layers, setup.m.n_heads
     seq = setup.corrupted_tokens.shape[1]
     variants = [
-        [Site(f"blocks.{l}.{HEAD_HOOK}", p, h)] for l in range(n_layers) for h in range(n_heads) for p in range(seq)
+        [Site(hook_name(HEAD_HOOK, l), p, h)] for l in range(n_layers) for h in range(n_heads) for p in range(seq)
     ]
     effect = run_patches(setup, variants, batch_size)
     labels = [[f"L{l + 1}" for l in range(n_layers)], [f"H{h + 1}" for h in range(n_heads)], setup.task.token_labels()[:seq]]
@@ -347,7 +347,7 @@ def patch_head_positions(setup: PatchSetup, batch_size: int = 2048) -> PatchResu
 
 
 def patch_head(
-    m,
+    m: MulModel,
     layer: int,
     head: int,
     corrupt: str = "random",
@@ -362,14 +362,14 @@ def patch_head(
     Returns the normalised effect at each answer position (``result.effect[k]``). Pass a
     ready ``setup`` to reuse its pairs.
     """
-    n_layers, n_heads = m.model.cfg.n_layers, m.model.cfg.n_heads
+    n_layers, n_heads = m.n_layers, m.n_heads
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is out of range: this model has layers 0–{n_layers - 1} (TransformerLens numbering)")
     if not 0 <= head < n_heads:
         raise ValueError(f"head {head} is out of range: this model has heads 0–{n_heads - 1} (TransformerLens numbering)")
     tok = _answer_token_position(m.task, position)
     setup = setup or prepare(m, corrupt=corrupt, n=n, seed=seed, split=split)
-    effect = run_patches(setup, [[Site(f"blocks.{layer}.{HEAD_HOOK}", tok, head)]])
+    effect = run_patches(setup, [[Site(hook_name(HEAD_HOOK, layer), tok, head)]])
     return _result(setup, effect[0], [])
 
 

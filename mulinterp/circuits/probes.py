@@ -42,6 +42,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mulinterp.circuits.problems import answer_digits
+from mulinterp.hooks import hook_name
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 Target = Literal["c_hat", "carry", "s"]
@@ -119,26 +121,26 @@ def regression_scores(pred: Float[Tensor, "... n"], true: Float[Tensor, "... n"]
 
 def default_sites(n_layers: int, heads: int = 0) -> list[str]:
     """``resid_mid`` and ``resid_post`` of every layer, then (if ``heads``) each head's ``hook_z``."""
-    sites = [f"blocks.{l}.{h}" for l in range(n_layers) for h in ("hook_resid_mid", "hook_resid_post")]
-    return sites + [f"blocks.{l}.attn.hook_z[{h}]" for l in range(n_layers) for h in range(heads)]
+    sites = [hook_name(h, l) for l in range(n_layers) for h in ("resid_mid", "resid_post")]
+    return sites + [f"{hook_name('z', l)}[{h}]" for l in range(n_layers) for h in range(heads)]
 
 
 def _hook_of(site: str) -> tuple[str, int | None]:
     m = _HEAD_SITE.fullmatch(site)
-    return (f"blocks.{m.group(1)}.attn.hook_z", int(m.group(2))) if m else (site, None)
+    return (hook_name("z", int(m.group(1))), int(m.group(2))) if m else (site, None)
 
 
 @torch.no_grad()
 def collect(
-    m, a: Int[Tensor, " n"], b: Int[Tensor, " n"], sites: list[str], batch_size: int = 1024
+    m: MulModel, a: Int[Tensor, " n"], b: Int[Tensor, " n"], sites: list[str], batch_size: int = 1024
 ) -> list[Float[Tensor, "n_c problem d"]]:
     """Activations at each site, at the positions predicting ``c_0 …`` (one tensor per site)."""
     task, model = m.task, m.model
-    device = next(model.parameters()).device
+    device = m.device
     hooks = {_hook_of(s)[0] for s in sites}
     for name in hooks:
         if name not in model.hook_dict:
-            raise ValueError(f"no activation {name!r} on this model (it has layers 0–{model.cfg.n_layers - 1})")
+            raise ValueError(f"no activation {name!r} on this model (it has layers 0–{m.n_layers - 1})")
     pos = task.answer_positions().to(device)
     tokens = task.teacher_forced(a, b).to(device)
     chunks: list[dict[str, Tensor]] = []
@@ -191,7 +193,7 @@ class ProbeResult:
 
 
 def fit_probes(
-    m,
+    m: MulModel,
     target: Target = "c_hat",
     sites: list[str] | None = None,
     heads: bool = False,
@@ -211,7 +213,7 @@ def fit_probes(
     task: MulTask = m.task
     if n_train <= 1 or n_test <= 0:
         raise ValueError(f"need n_train > 1 and n_test > 0, got {n_train} and {n_test}")
-    sites = sites or default_sites(m.model.cfg.n_layers, m.model.cfg.n_heads if heads else 0)
+    sites = sites or default_sites(m.n_layers, m.n_heads if heads else 0)
     a_tr, b_tr = task.sample(n_train, "train", seed=seed)
     a_te, b_te = task.sample(n_test, "test", seed=seed)
     task.check_operands(a_tr, b_tr)

@@ -33,8 +33,10 @@ def _component_label(name: str) -> str:
     m = re.fullmatch(r"L(\d+)H(\d+)", name)
     if m:
         return head_label(int(m.group(1)) - 1, int(m.group(2)) - 1)
+    from mulinterp.hooks.names import component_label
+
     m = re.fullmatch(r"L(\d+) (.+)", name)
-    return f"{name} (blocks.{int(m.group(1)) - 1})" if m else name
+    return component_label(int(m.group(1)) - 1, m.group(2)) if m else name
 
 
 # ----- attribute -------------------------------------------------------------------------

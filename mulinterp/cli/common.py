@@ -43,16 +43,20 @@ def load_model(name: str):
 
 
 def head_label(layer: int, head: int) -> str:
-    """0-based indices → ``L2H3 (blocks.1, head 2)``."""
-    return f"L{layer + 1}H{head + 1} (blocks.{layer}, head {head})"
+    """0-based indices → ``L2H3 (blocks.1, head 2)`` (:func:`mulinterp.hooks.names.head_label`)."""
+    from mulinterp.hooks.names import head_label as label  # imported late: the CLI starts without torch
+
+    return label(layer, head)
 
 
 def parse_layer(layer: int, n_layers: int) -> int:
     """1-based CLI layer → 0-based TransformerLens index, or one clear error."""
+    from mulinterp.hooks.names import block
+
     if not 1 <= layer <= n_layers:
         raise CLIError(
             f"layer {layer} is out of range: this model has layers 1–{n_layers} "
-            f"(paper numbering; TransformerLens blocks.0–blocks.{n_layers - 1})"
+            f"(paper numbering; TransformerLens {block(0)}–{block(n_layers - 1)})"
         )
     return layer - 1
 

@@ -20,6 +20,8 @@ continues with that tensor instead. Layers, heads and positions are 0-based here
 * ``knockout_edges`` — cut single attention edges (query → key) and renormalise, to test
   which information *flows* where (e.g. does the ``c_k`` position need to read ``a_i``?).
 
+Build names with :func:`hook_name` (``hook_name("z", 1) == "blocks.1.attn.hook_z"``).
+
 **How.** Each factory returns a ``(hook_name, fn)`` pair; :func:`attach` applies a list of
 them for the length of a ``with`` block and always removes them again; :func:`record`
 collects activations in a dict::
@@ -38,5 +40,19 @@ collects activations in a dict::
 
 from mulinterp.hooks.context import HookFn, attach, record
 from mulinterp.hooks.factories import knockout_edges, mean_ablate, patch, patch_pattern, zero_ablate
+from mulinterp.hooks.names import block, head_label, hook_name, layer_label
 
-__all__ = ["HookFn", "attach", "record", "zero_ablate", "mean_ablate", "patch", "patch_pattern", "knockout_edges"]
+__all__ = [
+    "HookFn",
+    "attach",
+    "record",
+    "zero_ablate",
+    "mean_ablate",
+    "patch",
+    "patch_pattern",
+    "knockout_edges",
+    "hook_name",
+    "block",
+    "head_label",
+    "layer_label",
+]

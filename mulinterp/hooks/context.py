@@ -8,11 +8,12 @@ that copy activations into a dict.
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 from torch import Tensor
+
+from mulinterp.hooks.names import hook_layer
 
 HookFn = Callable[..., "Tensor | None"]
 """A TransformerLens hook: ``fn(activation, hook) -> new activation or None``."""
@@ -33,11 +34,11 @@ def check_hook_name(model: Any, name: str) -> None:
     bridge = bridge_of(model)
     if name in bridge.hook_dict:
         return
-    m = re.match(r"blocks\.(\d+)\.(.+)", name)
+    layer = hook_layer(name)
     n_layers = bridge.cfg.n_layers
-    if m and int(m.group(1)) >= n_layers:
+    if layer is not None and layer >= n_layers:
         raise ValueError(
-            f"layer {m.group(1)} in hook name {name!r} is out of range: this model has layers 0–{n_layers - 1}"
+            f"layer {layer} in hook name {name!r} is out of range: this model has layers 0–{n_layers - 1}"
         )
     raise ValueError(
         f"no hook point named {name!r} on this model "

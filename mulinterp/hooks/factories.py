@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mulinterp.hooks.context import HookFn
+from mulinterp.hooks.names import hook_name
 
 Positions = Union[int, Sequence[int], slice, Int[Tensor, " n"], None]
 
@@ -201,7 +202,7 @@ def patch_pattern(
     """
     _check_index(layer, "layer")
     _check_index(head, "head")
-    name = f"blocks.{layer}.attn.hook_pattern"
+    name = hook_name("pattern", layer)
     if source_pattern.ndim == 3:
         # One head's pattern: hold it at `head`'s slot of an otherwise unused full tensor.
         one_head = source_pattern.detach()
@@ -246,7 +247,7 @@ def knockout_edges(layer: int, edges: Iterable[tuple[int, int, int]]) -> tuple[s
         _check_index(k, "key position")
         if k > q:
             raise ValueError(f"edge {e}: key position {k} is after query position {q}; causal attention never uses it")
-    name = f"blocks.{layer}.attn.hook_pattern"
+    name = hook_name("pattern", layer)
     ids = torch.tensor(edges, dtype=torch.long).reshape(-1, 3)
     masks: dict[tuple, tuple[Tensor, Tensor]] = {}
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mulinterp.hooks.names import block
 from mulinterp.importers.reading import load_tensors, read_json, take
 from mulinterp.models import ModelSpec
 
@@ -86,7 +87,7 @@ def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> dict[str, 
         "unembed.bias": torch.zeros(v),
     }
     for layer in range(spec.n_layers):
-        h, b = f"transformer.h.{layer}.", f"blocks.{layer}."
+        h, b = f"transformer.h.{layer}.", f"{block(layer)}."
         qkv_w = t(h + "attn.c_attn.weight", (d, 3 * d)).T  # [3d, d]: rows q | k | v
         qkv_b = t(h + "attn.c_attn.bias", (3 * d,))
         for i, name in enumerate("qkv"):

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mulinterp.hooks.names import block
 from mulinterp.importers.reading import load_tensors, take
 from mulinterp.models import ModelSpec
 
@@ -101,7 +102,7 @@ def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> tuple[dict
     }
     used = {"emb.embedding", "pos_emb.pos_embedding", "ln_final.std_scale", "ln_final.mean_scale", "unemb.unembedding.weight"}
     for layer in range(spec.n_layers):
-        src, b = f"layers.{layer}.", f"blocks.{layer}."
+        src, b = f"layers.{layer}.", f"{block(layer)}."
         for ours, theirs in (("q", "Wq"), ("k", "Wk"), ("v", "Wv"), ("o", "Wo")):
             out[b + f"attn.{ours}.weight"] = t(src + f"attn.{theirs}.weight", (d, d))
             out[b + f"attn.{ours}.bias"] = torch.zeros(d)

@@ -12,6 +12,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from mulinterp.hooks.names import head_label, layer_label
+
 DIGIT_COLOURS = qualitative.Plotly  # 10 distinct colours, one per digit value
 HEAD_COLOURS = qualitative.Dark24  # one per (layer, head) in the DAG
 
@@ -20,7 +22,7 @@ def heads_figure(table) -> go.Figure:
     """One heatmap per layer: heads × answer timesteps, colour = role score, text = role."""
     att = table.attention
     n_layers, n_heads, n_c = att.n_layers, att.n_heads, att.task.n_c
-    fig = make_subplots(rows=1, cols=n_layers, subplot_titles=[f"layer {l + 1} (blocks.{l})" for l in range(n_layers)])
+    fig = make_subplots(rows=1, cols=n_layers, subplot_titles=[layer_label(l) for l in range(n_layers)])
     for layer in range(n_layers):
         z = [[0.0] * n_c for _ in range(n_heads)]
         text = [[""] * n_c for _ in range(n_heads)]
@@ -46,7 +48,7 @@ def attention_view_html(att, layer: int, head: int | None = None) -> str:
     labels = att.task.token_labels("plain")[: att.pattern.shape[-1]]
     heads = [head] if head is not None else list(range(att.n_heads))
     rendered = cva.attention_patterns(tokens=labels, attention=att.pattern[layer, heads])
-    names = ", ".join(f"L{layer + 1}H{h + 1} (blocks.{layer}, head {h})" for h in heads)
+    names = ", ".join(head_label(layer, h) for h in heads)
     title = _html.escape(f"Mean attention over {att.n} problems: {names}")
     # local_src inlines the JS bundle, so the page works offline (str() would point to a CDN)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
@@ -72,7 +74,7 @@ def dag_figure(dag, knock=None) -> go.Figure:
         (x0, y0), (x1, y1) = pos[e.source], pos[e.target]
         if e.kind == "attention":
             carried = ", ".join(f"a{i}·b{j}" for i, j in e.carries) or "—"
-            hover = (f"{e.source} → {e.target}<br>L{e.layer + 1}H{e.head + 1} (blocks.{e.layer}, head {e.head})"
+            hover = (f"{e.source} → {e.target}<br>{head_label(e.layer, e.head)}"
                      f"<br>weight {e.weight:.2f}<br>carries {carried}")
             colour = HEAD_COLOURS[(e.layer * dag.n_heads + e.head) % len(HEAD_COLOURS)]
             width, dash = 1 + 6 * e.weight, "solid"
@@ -121,7 +123,7 @@ def minkowski_figure(res) -> go.Figure:
     for col in range(2):
         for t in _scatter3d(res.coords, res.values[:, col], res.digits[col], f"scene{'' if col == 0 else 2}"):
             fig.add_trace(t, row=1, col=col + 1)
-    fig.update_layout(title=(f"L{res.layer + 1}H{res.head + 1} (blocks.{res.layer}, head {res.head}) output at the c{res.position}"
+    fig.update_layout(title=(f"{head_label(res.layer, res.head)} output at the c{res.position}"
                              f" timestep; additive R² {res.fit.additive_r2:.3f} vs interaction R² {res.fit.interaction_r2:.3f}"))
     return fig
 
