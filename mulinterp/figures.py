@@ -90,8 +90,8 @@ def accuracy_figure(results: dict) -> go.Figure:
 def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
     from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
     from mulinterp.evaluation import evaluate_generated
-    from mulinterp.viz import circuits1 as v1
-    from mulinterp.viz import circuits2 as v2
+    from mulinterp.viz import dependencies
+    from mulinterp.viz import mechanism
 
     sft, icot, aux = (models.labels[r] for r in REGIMES)
 
@@ -99,10 +99,10 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         return accuracy_figure({k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in (sft, icot, aux)})
 
     def attribution_fig():
-        return v1.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in (sft, icot)})
+        return dependencies.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in (sft, icot)})
 
     def probe_fig():
-        return v1.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
+        return dependencies.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
 
     # Mechanism figures use the aux model: the bundled 4×4 ICoT model did not learn the task
     # and has no pair heads (docs/results-circuits2.md); aux is the one with cached pairs.
@@ -111,23 +111,23 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         return heads.head_table(models(aux), n=n, seed=0)
 
     def heads_fig():
-        return v2.heads_figure(aux_table())
+        return mechanism.heads_figure(aux_table())
 
     def dag_fig():
         g = dag.build_dag(aux_table())
-        return v2.dag_figure(g, dag.knockout(models(aux), g, n=min(n, 256), seed=0))
+        return mechanism.dag_figure(g, dag.knockout(models(aux), g, n=min(n, 256), seed=0))
 
     def minkowski_fig():
-        return v2.minkowski_figure(geometry.minkowski_best(models(aux), aux_table(), n=max(n, 1000), seed=0))
+        return mechanism.minkowski_figure(geometry.minkowski_best(models(aux), aux_table(), n=max(n, 1000), seed=0))
 
     def fourier_fig():
-        return v2.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in (sft, icot, aux)})
+        return mechanism.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in (sft, icot, aux)})
 
     def prism_fig():
-        return v2.prism_figure(geometry.fourier_analysis(models(icot), n=max(n, 1000), seed=0), name=icot)
+        return mechanism.prism_figure(geometry.fourier_analysis(models(icot), n=max(n, 1000), seed=0), name=icot)
 
     def dynamics_fig():
-        return v2.dynamics_figure(dynamics.dynamics([sft, aux]))
+        return mechanism.dynamics_figure(dynamics.dynamics([sft, aux]))
 
     arg = {label: models.files.get(r, label) for r, label in zip(REGIMES, (sft, icot, aux))}
     figures = [

@@ -17,8 +17,8 @@ from mulinterp import __version__
 COMMAND_MODULES = [
     "mulinterp.cli.core",  # show, models
     "mulinterp.cli.training",  # train, eval, multiply
-    "mulinterp.cli.circuits1",  # attribute, dla, patch, probe
-    "mulinterp.cli.circuits2",  # heads, dag, geometry, dynamics
+    "mulinterp.cli.dependencies",  # attribute, dla, patch, probe
+    "mulinterp.cli.mechanism",  # heads, dag, geometry, dynamics
     "mulinterp.cli.figures",  # figures
     "mulinterp.cli.importer",  # import (the paper's released checkpoints)
     "mulinterp.cli.campaign",  # campaign status / run / cooldown / promote / readme

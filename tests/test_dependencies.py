@@ -271,7 +271,7 @@ def test_fit_probes_on_a_model(tiny):
 def cli(monkeypatch):
     import mulinterp.cli as cli_mod
 
-    monkeypatch.setattr(cli_mod, "COMMAND_MODULES", ["mulinterp.cli.circuits1"])  # only the commands under test
+    monkeypatch.setattr(cli_mod, "COMMAND_MODULES", ["mulinterp.cli.dependencies"])  # only the commands under test
     return cli_mod.main
 
 

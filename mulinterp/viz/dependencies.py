@@ -138,18 +138,4 @@ def probe_scatter(results, site: str | None = None, ks=range(2, 7), max_points: 
     return fig
 
 
-def probe_mae_figure(results) -> go.Figure:
-    """MAE heatmaps (site × answer position), one per model."""
-    results = _as_dict(results)
-    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.18)
-    for col, r in enumerate(results.values(), start=1):
-        fig.add_trace(go.Heatmap(z=r.mae.tolist(), x=r.positions, y=[_short(x) for x in r.sites], colorscale="Viridis_r",
-                                 text=[[f"{v:.1f}" for v in row] for row in r.mae.tolist()], texttemplate="%{text}",
-                                 showscale=col == len(results), hovertemplate="%{y} → %{x}: MAE %{z:.2f}<extra></extra>"),
-                      row=1, col=col)
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(title="Probe mean absolute error on the test split")
-    return fig
-
-
-__all__ = ["attribution_figure", "dla_figure", "patching_figure", "probe_scatter", "probe_mae_figure"]
+__all__ = ["attribution_figure", "dla_figure", "patching_figure", "probe_scatter"]

@@ -45,11 +45,11 @@ def cmd_heads(args) -> int:
     table = head_table(m, n=args.n, seed=args.seed, min_mass=args.min_mass, min_weight=args.min_weight)
     rows = table.select(layer, head)
     if args.html:
-        from mulinterp.viz.circuits2 import attention_view_html
+        from mulinterp.viz.mechanism import attention_view_html
 
         _write_text(args.html, attention_view_html(table.attention, 0 if layer is None else layer, head))
     if args.out:
-        from mulinterp.viz.circuits2 import heads_figure
+        from mulinterp.viz.mechanism import heads_figure
 
         save_figure(heads_figure(table), args.out)
     if args.json:
@@ -80,7 +80,7 @@ def cmd_dag(args) -> int:
     dag = build_dag(table, args.threshold)
     knock = None if args.no_knockout else knockout(m, dag, n=args.knockout_n, seed=args.seed, n_random=args.random, control=args.control)
     if args.out:
-        from mulinterp.viz.circuits2 import dag_figure
+        from mulinterp.viz.mechanism import dag_figure
 
         save_figure(dag_figure(dag, knock), args.out)
     if args.json:
@@ -129,15 +129,15 @@ def cmd_geometry(args) -> int:
     mk = minkowski(m, layer, head, position, digits, n=args.n, seed=args.seed)  # type: ignore[arg-type]
     four = fourier_analysis(m, n=args.fourier_n, seed=args.seed)
     if args.out:
-        from mulinterp.viz.circuits2 import minkowski_figure
+        from mulinterp.viz.mechanism import minkowski_figure
 
         save_figure(minkowski_figure(mk), args.out)
     if args.fourier_out:
-        from mulinterp.viz.circuits2 import fourier_figure
+        from mulinterp.viz.mechanism import fourier_figure
 
         save_figure(fourier_figure({m.name: four}), args.fourier_out)
     if args.prism_out:
-        from mulinterp.viz.circuits2 import prism_figure
+        from mulinterp.viz.mechanism import prism_figure
 
         save_figure(prism_figure(four, m.name), args.prism_out)
     out = {**four.to_dict(), "minkowski": mk.to_dict()}
@@ -171,7 +171,7 @@ def cmd_dynamics(args) -> int:
         raise CLIError(f"--threshold must be in (0, 1], got {args.threshold}")
     runs = dynamics(args.model or DEFAULT_DYNAMICS, threshold=args.threshold)
     if args.out:
-        from mulinterp.viz.circuits2 import dynamics_figure
+        from mulinterp.viz.mechanism import dynamics_figure
 
         save_figure(dynamics_figure(runs), args.out)
     summaries = [d.summary() for d in runs]

@@ -48,7 +48,7 @@ def cmd_attribute(args) -> int:
     att = logit_attribution(m, n=args.n, seed=args.seed, target=args.target, prefix=args.prefix)
     summary = dependency_summary(att, m.task)
     if args.out:
-        from mulinterp.viz.circuits1 import attribution_figure
+        from mulinterp.viz.dependencies import attribution_figure
 
         save_figure(attribution_figure({m.name: att}), args.out)
     if args.json:
@@ -80,7 +80,7 @@ def cmd_dla(args) -> int:
     ranked = d.ranked(k, by=args.sort)[: args.top]
     sources = d.ranked_sources(k, top=args.sources) if args.sources > 0 else []
     if args.out:
-        from mulinterp.viz.circuits1 import dla_figure
+        from mulinterp.viz.dependencies import dla_figure
 
         save_figure(dla_figure(d, k, top=args.top), args.out)
     logit, diff = float(d.model_logit[:, k].mean()), float(d.model_logit_diff[:, k].mean())
@@ -131,7 +131,7 @@ def cmd_patch(args) -> int:
         res = patch_head(m, layer, head, position=position, setup=setup)
         effect = res.effect.tolist()
         if args.out:
-            from mulinterp.viz.circuits1 import patching_figure
+            from mulinterp.viz.dependencies import patching_figure
 
             save_figure(patching_figure(res, title=f"Patching {head_label(layer, head)} at {where}"), args.out)
         if args.json:
@@ -154,7 +154,7 @@ def cmd_patch(args) -> int:
     rows = [(l, h) for l in layers for h in range(m.n_heads)]
     matrix = effect.reshape(len(rows), -1)
     if args.out:
-        from mulinterp.viz.circuits1 import patching_figure
+        from mulinterp.viz.dependencies import patching_figure
 
         save_figure(patching_figure(res, title=f"Patching each head's output at {where} (corrupt {args.corrupt})"), args.out)
     if args.json:
@@ -195,7 +195,7 @@ def cmd_probe(args) -> int:
             m, target=args.target, heads=args.heads, n_train=args.n_train, n_test=args.n, seed=args.seed
         )
     if args.out:
-        from mulinterp.viz.circuits1 import probe_scatter
+        from mulinterp.viz.dependencies import probe_scatter
 
         n_c = min(len(r.positions) for r in results.values())
         site = args.site
