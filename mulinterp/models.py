@@ -163,6 +163,18 @@ class MulModel:
         return self.spec.n_heads
 
 
+def resume_path(out: str | Path) -> Path:
+    """The resume file beside checkpoint ``out``: ``model.safetensors`` → ``model.safetensors.resume``."""
+    out = Path(out)
+    return out.with_name(out.name + ".resume")
+
+
+def telemetry_path(out: str | Path) -> Path:
+    """The training telemetry beside checkpoint ``out``: ``model.safetensors`` → ``model.telemetry.jsonl``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".telemetry.jsonl")
+
+
 def checkpoint_bytes(m: MulModel, dtype: torch.dtype | None = None) -> bytes:
     tensors = {k: v.detach().cpu().contiguous() for k, v in m.model.state_dict().items()}
     if dtype is not None:
@@ -204,6 +216,14 @@ def _read_header(path: Path, data: bytes) -> dict[str, str]:
     meta = safetensors_metadata(path, data)
     if meta.get("format") != "mulinterp":
         raise ValueError(f"checkpoint {path} is not a mulinterp checkpoint (no mulinterp metadata)")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not version.isdigit():
+        raise ValueError(f"checkpoint {path} has an unreadable format version {version!r}")
+    if int(version) > int(FORMAT_VERSION):
+        raise ValueError(
+            f"checkpoint {path} has format version {version}, newer than this mulinterp reads "
+            f"(up to {FORMAT_VERSION}): upgrade mulinterp"
+        )
     return meta
 
 

@@ -55,6 +55,7 @@ def worker(name: str, args) -> None:
     _stub_datasets()
     import torch
 
+    from mulinterp.models import resume_path
     from mulinterp.training import TrainConfig, Trainer
 
     spec = dict(RUNS[name])
@@ -62,7 +63,7 @@ def worker(name: str, args) -> None:
     base = dict(digits=args.digits, preset=args.preset, warmup=500, seed=args.seed, telemetry_every=250,
                 eval_every=2000, eval_n=2000, checkpoint_every=2000, removal_smoothing=4.0, remove_per_epoch=8.0)
     out = Path(args.out) / f"{name}.safetensors"
-    resume = Path(str(out) + ".resume").is_file()
+    resume = resume_path(out).is_file()
     t_start = time.time()
     if not resume:  # size the run from a calibration under the shared load
         cal = Trainer(TrainConfig(**{**base, **spec, "steps": 10**9, "warmup": 10}), Path(args.out) / f".{name}-cal.safetensors")
@@ -99,7 +100,7 @@ def export(args) -> None:
     _stub_datasets()
     import torch
 
-    from mulinterp.models import load, save
+    from mulinterp.models import load, save, telemetry_path
     from mulinterp.evaluation import evaluate_generated
 
     runs = Path(args.out)
@@ -134,9 +135,9 @@ def export(args) -> None:
         m.meta["metrics"]["test"] = bf16.to_dict()
         m.meta["stored_dtype"] = "bfloat16"
         save(m, tmp, dtype=torch.bfloat16)
-        tel = runs / f"{name}.telemetry.jsonl"
+        tel = telemetry_path(runs / f"{name}.safetensors")
         if tel.is_file():
-            (exp / f"{bundle}.telemetry.jsonl").write_bytes(tel.read_bytes())
+            telemetry_path(exp / f"{bundle}.safetensors").write_bytes(tel.read_bytes())
         summary[bundle] = {"run": name, "test_fp32": fp32.to_dict(), "test_bf16": bf16.to_dict()}
         print(f"[export] {bundle} <- {name}: fp32 {fp32.exact_match:.4f} bf16 {bf16.exact_match:.4f} {bf16.per_digit}", flush=True)
     (exp / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -18,7 +18,8 @@ from mulinterp.cli import main
 from mulinterp.models import load
 from mulinterp.training import TrainConfig, train
 from mulinterp.training.campaign import Campaign, cooldown, run_campaign
-from mulinterp.training.loop import Trainer, resume_path, telemetry_path
+from mulinterp.models import resume_path, telemetry_path
+from mulinterp.training.loop import Trainer
 from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
 
 REPO = Path(__file__).resolve().parents[1]

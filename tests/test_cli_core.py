@@ -46,14 +46,24 @@ def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
 
 
 def test_train_eval_multiply_round_trip(tmp_path, capsys):
-    out = tmp_path / "m.safetensors"
-    for regime in ("sft", "icot", "aux"):
+    from mulinterp.evaluation import evaluate_generated
+    from mulinterp.models import load
+
+    paths = {regime: tmp_path / f"{regime}.safetensors" for regime in ("sft", "icot", "aux")}
+    for regime, path in paths.items():  # one file per regime, each checked below
         assert main(["train", "--regime", regime, "--digits", "2x2", "--preset", "tiny", "--steps", "30",
-                     "--batch", "32", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+                     "--batch", "32", "--out", str(path), "--quiet", "--device", "cpu"]) == 0
     capsys.readouterr()
-    assert main(["eval", str(out), "--n", "200", "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["n"] == 200 and len(d["per_digit"]) == 4 and 0 <= d["exact_match"] <= 1
+    assert main(["models", *map(str, paths.values()), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["task"], r["regime"]) for r in rows[-3:]] == [("2x2", regime) for regime in paths]
+    out = paths["aux"]
+    for path in paths.values():  # the CLI reports what the library measures, seed 2025 by default
+        assert main(["eval", str(path), "--n", "200", "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        m = load(path)
+        expected = evaluate_generated(m.model, m.task, 200, seed=2025)
+        assert d["n"] == 200 and d["exact_match"] == expected.exact_match and d["per_digit"] == expected.per_digit
     assert main(["eval", str(out), "--all", "--json"]) == 0  # every test problem of 2×2
     d = json.loads(capsys.readouterr().out)
     twin = d["commuted_twin"]
@@ -63,9 +73,6 @@ def test_train_eval_multiply_round_trip(tmp_path, capsys):
     assert "too many to enumerate" in capsys.readouterr().err
     assert main(["multiply", "12", "34", "--model", str(out)]) == 0
     assert "true: 12 × 34 = 0408" in capsys.readouterr().out
-    assert main(["models", str(out), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert rows[-1]["task"] == "2x2" and rows[-1]["regime"] == "aux"
     # a Deng file of another digit count is refused
     deng = tmp_path / "d.txt"
     deng.write_text("9 1 7 3 * 9 4 3 3||1 #### 1 3 9 4 5 4 2 1\n")

@@ -30,6 +30,18 @@ def test_load_errors_say_what_is_wrong(tiny22, tmp_path):
         load(tmp_path / "m.safetensors", task=MulTask(4, 4))
 
 
+def test_a_newer_checkpoint_format_is_one_clear_error(tiny22, tmp_path, monkeypatch):
+    import mulinterp.models as models
+
+    monkeypatch.setattr(models, "FORMAT_VERSION", "2")
+    newer = save(tiny22, tmp_path / "newer.safetensors")
+    monkeypatch.undo()
+    for read in (load, models.read_metadata):
+        with pytest.raises(ValueError, match="format version 2, newer than this mulinterp reads \\(up to 1\\)"):
+            read(newer)
+    assert models.read_metadata(save(tiny22, tmp_path / "current.safetensors"))["task"] == {"n_a": 2, "n_b": 2}
+
+
 def test_loading_never_unpickles(tiny22, tmp_path):
     # a pickle (torch.save) file with a .safetensors name is refused, not executed
     torch.save({"x": torch.ones(1)}, tmp_path / "p.safetensors")

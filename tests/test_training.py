@@ -7,7 +7,7 @@ import torch
 from mulinterp.task import D_VOCAB, PAD, MulTask
 from mulinterp.training import TrainConfig, train
 from mulinterp.training.data import make_batch, remove_cot, removal_offsets, scheduled_removal
-from mulinterp.training.loop import resume_path, telemetry_path
+from mulinterp.models import resume_path, telemetry_path
 
 
 def tiny_cfg(**kw):

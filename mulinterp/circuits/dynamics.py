@@ -91,7 +91,7 @@ def learned_steps(digit_acc: Float[Tensor, "step n_c"], steps: list[int], thresh
 
 def telemetry_file(source: str | Path) -> tuple[str, Path]:
     """``(name, path)`` of the telemetry of a bundled model, a checkpoint or a ``.jsonl`` file."""
-    from mulinterp.models import list_pretrained, pretrained_path
+    from mulinterp.models import list_pretrained, pretrained_path, telemetry_path
 
     text = str(source)
     bundled = list_pretrained()
@@ -104,7 +104,7 @@ def telemetry_file(source: str | Path) -> tuple[str, Path]:
     if path.suffix == ".jsonl":
         return path.stem.removesuffix(".telemetry"), path
     if path.suffix == ".safetensors" or path.exists():
-        return path.stem, path.with_name(path.stem + ".telemetry.jsonl")
+        return path.stem, telemetry_path(path)
     avail = ", ".join(sorted(bundled)) or "none bundled"
     raise ValueError(f"no bundled model or file named {text!r} (bundled: {avail})")
 

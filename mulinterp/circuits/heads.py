@@ -37,7 +37,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -98,11 +98,6 @@ class TimestepAttention:
         start, n_c = self.answer_start, self.task.n_c
         block = self.answer[..., start : start + n_c]
         return block * torch.ones(n_c, n_c).tril(-1)
-
-    @property
-    def self_mass(self) -> Float[Tensor, "layer head n_c"]:
-        start, n_c = self.answer_start, self.task.n_c
-        return torch.diagonal(self.answer[..., start : start + n_c], dim1=-2, dim2=-1)
 
     def key_names(self) -> list[str]:
         """Name of each key position from the viewpoint of the DAG: operand digits by digit,
@@ -182,7 +177,6 @@ class HeadTable:
     attention: TimestepAttention
     min_mass: float
     min_weight: float
-    extra: dict = field(default_factory=dict)
 
     def pairs(self) -> list[HeadRow]:
         """Pair rows, sharpest first."""

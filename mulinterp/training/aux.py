@@ -44,10 +44,6 @@ class RunningSumProbe(nn.Module):
     def normalise(self, c_hat: Tensor) -> Tensor:
         return (c_hat.float() - self.c_hat_mean) / self.c_hat_std
 
-    def predict_c_hat(self, z: Tensor) -> Tensor:
-        """Probe output in ĉ units."""
-        return self.forward(z) * self.c_hat_std + self.c_hat_mean
-
     def extras(self) -> dict[str, Tensor]:
         return {
             "aux.weight": self.weight.detach(),

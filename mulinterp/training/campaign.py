@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from mulinterp.io import atomic_write_bytes
 from mulinterp.models import get_preset, safetensors_metadata
 from mulinterp.training.config import TrainConfig
-from mulinterp.training.loop import resume_path, telemetry_path
+from mulinterp.models import resume_path, telemetry_path
 
 CAMPAIGN_FILE = "campaign.json"
 CHECKPOINT = "model.safetensors"

@@ -4,8 +4,11 @@ One loop; the regime decides the layout of the batch (plain or CoT with removal)
 positions carry loss, and whether the running-sum probe adds its MSE.
 
 Resumability: every ``checkpoint_every`` steps the loop writes the model checkpoint ``OUT``
-and a resume file ``OUT.resume`` (safetensors) holding weights, optimizer moments, the data
-generator's RNG state and the counters. ``resume=True`` continues bit-for-bit on CPU: "N steps
+(e.g. ``model.safetensors``) and the resume file ``OUT.resume`` (``model.safetensors.resume``,
+safetensors) holding weights, optimizer moments, the data generator's RNG state and the
+counters; every ``telemetry_every`` steps it appends a row to ``model.telemetry.jsonl``. The
+companion names come from :func:`mulinterp.models.resume_path` and
+:func:`mulinterp.models.telemetry_path`, the one place they are spelled. ``resume=True`` continues bit-for-bit on CPU: "N steps
 straight" and "N/2 steps, stop, resume, N/2 steps" give identical weights (tested).
 
 Moving a run between devices (CPU ↔ CUDA) keeps weights, AdamW moments and counters; only the
@@ -35,7 +38,7 @@ from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
 from mulinterp.io import atomic_write_bytes, check_writable
-from mulinterp.models import MulModel, build_model, get_preset, safetensors_metadata, save
+from mulinterp.models import MulModel, build_model, get_preset, resume_path, safetensors_metadata, save, telemetry_path
 from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
@@ -52,14 +55,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
-
-
-def resume_path(out: Path) -> Path:
-    return out.with_name(out.name + ".resume")
-
-
-def telemetry_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".telemetry.jsonl")
 
 
 class Trainer:
