@@ -24,9 +24,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -54,7 +55,7 @@ class _Models:
     checkpoint's own name.
     """
 
-    def __init__(self, bundled: "BundledSet", checkpoints: dict[str, str] | None = None) -> None:
+    def __init__(self, bundled: BundledSet, checkpoints: dict[str, str] | None = None) -> None:
         self._cache: dict = {}
         self.bundled = bundled
         self.files = {r: str(f) for r, f in (checkpoints or {}).items()}
@@ -90,8 +91,7 @@ def accuracy_figure(results: dict) -> go.Figure:
 def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
     from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
     from mulinterp.evaluation import evaluate_generated
-    from mulinterp.viz import dependencies
-    from mulinterp.viz import mechanism
+    from mulinterp.viz import dependencies, mechanism
 
     sft, icot, aux = (models.labels[r] for r in REGIMES)
 
@@ -147,7 +147,7 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
 
 
 def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | None = None,
-                  digits: str | None = None) -> "BundledSet":
+                  digits: str | None = None) -> BundledSet:
     """Validate before any work: formats, destination, bundled models and given checkpoints.
 
     Returns the bundled set the figures will use (``digits``, or the best one).

@@ -24,7 +24,7 @@ import struct
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = "1"
 
-JSONValue = Union[str, int, float, bool, None, list, dict]
+JSONValue = str | int | float | bool | None | list | dict
 """A value in a checkpoint's JSON metadata or the bundled manifest."""
 
 
@@ -104,9 +104,9 @@ def build_model(
 
     The context holds the full CoT layout, so the same model serves SFT, ICoT and aux.
     """
+    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
-    import transformer_lens.model_bridge.sources.native  # noqa: F401  (registers boot_native)
 
     if isinstance(spec, str):
         spec = get_preset(spec)

@@ -35,9 +35,10 @@ Digits are ids 0–9 in both, operands sit at the same positions, and ``###`` pl
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Int
@@ -182,7 +183,7 @@ class MulTask:
         return d
 
     @classmethod
-    def parse(cls, spec: str) -> "MulTask":
+    def parse(cls, spec: str) -> MulTask:
         """``"4x4"`` → ``MulTask(4, 4)``."""
         m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(spec))
         if not m:

@@ -100,8 +100,8 @@ def export(args) -> None:
     _stub_datasets()
     import torch
 
-    from mulinterp.models import load, save, telemetry_path
     from mulinterp.evaluation import evaluate_generated
+    from mulinterp.models import load, save, telemetry_path
 
     runs = Path(args.out)
     exp = Path(args.export)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from mulinterp.cli import main
-from mulinterp.models import load
+from mulinterp.models import load, resume_path, telemetry_path
 from mulinterp.training import TrainConfig, train
 from mulinterp.training.campaign import Campaign, cooldown, run_campaign
-from mulinterp.models import resume_path, telemetry_path
 from mulinterp.training.loop import Trainer
 from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
 

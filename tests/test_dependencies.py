@@ -16,9 +16,9 @@ import torch
 from mulinterp.arithmetic import to_digits
 from mulinterp.circuits import patching, probes, problems
 from mulinterp.circuits.attribution import logit_attribution
-from mulinterp.circuits.problems import corrupt_digit, parse_operand_digit
 from mulinterp.circuits.dla import direct_logit_attribution
 from mulinterp.circuits.patching import Site, patch_head, patch_heads, prepare, run_patches
+from mulinterp.circuits.problems import corrupt_digit, parse_operand_digit
 from mulinterp.hooks import attach, block, knockout_edges
 from mulinterp.hooks import patch as hooks_patch
 from mulinterp.models import ModelSpec, MulModel, build_model, get_preset, save

@@ -16,11 +16,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import DENG_FILE
+
 from mulinterp import paper_tokens
 from mulinterp.cli import main
-from mulinterp.importers import PAPER_TASK, import_checkpoint
+from mulinterp.importers import PAPER_TASK
 from mulinterp.models import load
 from mulinterp.task import MulTask, read_deng_file
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import DENG_FILE
+
 from mulinterp.task import ANS, EOS, MUL, SEP, MulTask, parse_deng_line, read_deng_file, write_deng_file
 
 

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
+from mulinterp.models import resume_path, telemetry_path
 from mulinterp.task import D_VOCAB, PAD, MulTask
 from mulinterp.training import TrainConfig, train
-from mulinterp.training.data import make_batch, remove_cot, removal_offsets, scheduled_removal
-from mulinterp.models import resume_path, telemetry_path
+from mulinterp.training.data import make_batch, removal_offsets, remove_cot, scheduled_removal
 
 
 def tiny_cfg(**kw):

@@ -45,13 +45,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from jaxtyping import Int
 from torch import Tensor
 
-from mulinterp.circuits.problems import draw_problems
 from mulinterp.circuits.heads import HeadTable
-from mulinterp.models import MulModel
+from mulinterp.circuits.problems import draw_problems
 from mulinterp.evaluation import EvalResult, greedy_answer, score
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 Pair = tuple[int, int]

@@ -40,8 +40,8 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import einops
 import torch
@@ -49,9 +49,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mulinterp.circuits.heads import HeadTable
 from mulinterp.circuits.problems import draw_problems
 from mulinterp.hooks import hook_name
-from mulinterp.circuits.heads import HeadTable
 from mulinterp.models import MulModel
 
 # ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import math
 import re
 
 from mulinterp.cli.common import (
-    CLIError,
     DEFAULT_MODEL,
+    CLIError,
     add_analysis_args,
     check_n,
     emit_json,

@@ -184,7 +184,7 @@ def cmd_dynamics(args) -> int:
         print(f"  step each digit first reaches accuracy ≥ {args.threshold}: {learned}")
         print(f"  final loss per position:      {s['final_pos_loss']}  (chance {s['chance_loss']})")
         print(f"  final grad norm / its peak:   {s['grad_norm_final_over_peak']}")
-        print(f"  at chance (loss ≥ 0.9·ln 10): {['c%d' % k for k in s['plateau_digits']] or 'none'}")
+        print(f"  at chance (loss ≥ 0.9·ln 10): {[f'c{k}' for k in s['plateau_digits']] or 'none'}")
     return 0
 
 

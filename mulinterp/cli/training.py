@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from mulinterp.cli.common import DEFAULT_MODEL, CLIError, check_n, emit_json, load_model
 from mulinterp.cli.core import parse_operand
 
@@ -45,8 +44,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import torch
 
-    from mulinterp.task import read_deng_file
     from mulinterp.evaluation import evaluate, evaluate_generated, evaluate_split
+    from mulinterp.task import read_deng_file
 
     if args.data and args.all:
         raise CLIError("--all evaluates generated problems; it cannot be combined with --data")

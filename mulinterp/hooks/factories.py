@@ -19,7 +19,8 @@ under autograd and never change a tensor someone else recorded.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -28,7 +29,7 @@ from torch import Tensor
 from mulinterp.hooks.context import HookFn
 from mulinterp.hooks.names import hook_name
 
-Positions = Union[int, Sequence[int], slice, Int[Tensor, " n"], None]
+Positions = int | Sequence[int] | slice | Int[Tensor, " n"] | None
 
 _HEAD_DIM2 = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result",
               "attn.q.hook_out", "attn.k.hook_out", "attn.v.hook_out", "attn.o.hook_in")

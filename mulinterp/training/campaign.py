@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mulinterp.io import atomic_write_bytes
-from mulinterp.models import get_preset, safetensors_metadata
+from mulinterp.models import get_preset, resume_path, safetensors_metadata, telemetry_path
 from mulinterp.training.config import TrainConfig
-from mulinterp.models import resume_path, telemetry_path
 
 CAMPAIGN_FILE = "campaign.json"
 CHECKPOINT = "model.safetensors"
@@ -161,7 +160,7 @@ class Campaign:
     runs: list[CampaignRun] = field(default_factory=list)
 
     @classmethod
-    def load(cls, root: str | Path = "runs") -> "Campaign":
+    def load(cls, root: str | Path = "runs") -> Campaign:
         root = Path(root)
         path = root / CAMPAIGN_FILE
         if not path.is_file():
@@ -283,7 +282,7 @@ def run_campaign(
             for name in [n for n, p in procs.items() if p[0].poll() is not None]:
                 finish(name)
             if time.time() - last_report >= report_every:
-                for proc, run, step0, t0, _ in procs.values():
+                for _proc, run, step0, t0, _ in procs.values():
                     print(progress_line(run, step0, t0), file=out, flush=True)
                 last_report = time.time()
             if time.time() > deadline + 60:  # a run that overstayed: ask it to save and stop

@@ -60,7 +60,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
             raise ValueError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
-        self.task  # validates digits
+        MulTask.parse(self.digits)  # validates digits
         get_preset(self.preset)
         if self.aux_heads is not None:
             self.aux_heads = tuple(int(h) for h in self.aux_heads)
@@ -85,7 +85,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -96,7 +96,7 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except OSError as e:

@@ -27,9 +27,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +38,14 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
+from mulinterp.arithmetic import ground_truth
+from mulinterp.evaluation import evaluate
 from mulinterp.io import atomic_write_bytes, check_writable
 from mulinterp.models import MulModel, build_model, get_preset, resume_path, safetensors_metadata, save, telemetry_path
 from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
 from mulinterp.training.data import make_batch, scheduled_removal
-from mulinterp.evaluation import evaluate
-from mulinterp.arithmetic import ground_truth
 
 
 def resolve_device(name: str) -> torch.device:

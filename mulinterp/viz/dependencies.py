@@ -121,7 +121,7 @@ def probe_scatter(results, site: str | None = None, ks=range(2, 7), max_points: 
             titles.append(f"{name}: {r.positions[k]}, MAE {float(r.mae[si, k]):.2f}")
             cells.append((r, si, k, s))
     fig = make_subplots(rows=len(results), cols=len(ks), subplot_titles=titles)
-    for n, (r, si, k, s) in enumerate(cells):
+    for n, (r, si, k, _s) in enumerate(cells):
         true, pred = r.true[k][:max_points].tolist(), r.predicted[si, k][:max_points].tolist()
         lo, hi = min(true + pred), max(true + pred)
         row, col = n // len(ks) + 1, n % len(ks) + 1
