@@ -47,8 +47,10 @@ def main() -> None:
         ref = torch.tensor([python_example(x, y, fmt) for x, y in zip(al, bl)])
         slow = (time.perf_counter() - t0) * args.n / args.ref_n
         assert torch.equal(ref, tokens[: args.ref_n]), "the two implementations disagree"
-        print(f"{fmt:>5}: vectorised {fast:.3f} s per {args.n:,} ({args.n / fast:,.0f}/s); per-example Python "
-              f"{slow:.1f} s (timed on {args.ref_n:,}, scaled); ratio {slow / fast:.0f}x")
+        print(
+            f"{fmt:>5}: vectorised {fast:.3f} s per {args.n:,} ({args.n / fast:,.0f}/s); per-example Python "
+            f"{slow:.1f} s (timed on {args.ref_n:,}, scaled); ratio {slow / fast:.0f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -58,14 +58,17 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{args.model} on CPU ({torch.get_num_threads()} threads, load average {load:.1f}), {args.n} problems")
     print(f"  attention statistics + head table, batched      {t_table:8.2f} s")
-    print(f"  the same, one problem at a time                 {t_loop:8.2f} s  (timed on {loop_n}, scaled)"
-          f"  ratio {t_loop / t_table:.0f}x")
+    print(
+        f"  the same, one problem at a time                 {t_loop:8.2f} s  (timed on {loop_n}, scaled)"
+        f"  ratio {t_loop / t_table:.0f}x"
+    )
     print(f"  DAG build ({len(dag.attention_edges())} attention edges)              {t_dag:8.3f} s")
-    print(f"  knockout: clean + DAG + {args.random} random, greedy, {res.clean.n} problems "
-          f"{t_knock:8.2f} s")
+    print(f"  knockout: clean + DAG + {args.random} random, greedy, {res.clean.n} problems {t_knock:8.2f} s")
     print(f"  total (batched head table + DAG + knockout)     {t_table + t_dag + t_knock:8.2f} s")
-    print(f"  exact match clean {res.clean.exact_match:.4f}, DAG cut {res.dag.exact_match:.4f}, "
-          f"random {[round(r.exact_match, 4) for r in res.random]}")
+    print(
+        f"  exact match clean {res.clean.exact_match:.4f}, DAG cut {res.dag.exact_match:.4f}, "
+        f"random {[round(r.exact_match, 4) for r in res.random]}"
+    )
 
 
 if __name__ == "__main__":

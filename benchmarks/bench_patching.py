@@ -32,7 +32,10 @@ def naive_effect(setup, layer: int, head: int, position: int) -> torch.Tensor:
     pos = task.answer_positions()
     lds = []
     for p in range(len(setup.corrupted_tokens)):
-        with torch.no_grad(), attach(model, [patch(name, setup.clean_cache[name][p : p + 1], positions=position, head=head)]):
+        with (
+            torch.no_grad(),
+            attach(model, [patch(name, setup.clean_cache[name][p : p + 1], positions=position, head=head)]),
+        ):
             logits = model(setup.corrupted_tokens[p : p + 1])[:, pos]
         t, t_prime = setup.clean_answer[p], setup.corrupted_answer[p]
         k = torch.arange(task.n_c)
@@ -44,8 +47,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="icot-4x4")
     ap.add_argument("--n", type=int, default=512, help="problem pairs (default 512)")
-    ap.add_argument("--ref-variants", type=int, default=2, help="(layer, head, position) variants the naive loop is timed on")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a shared 2-core machine more threads are slower)")
+    ap.add_argument(
+        "--ref-variants", type=int, default=2, help="(layer, head, position) variants the naive loop is timed on"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine more threads are slower)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     m = resolve(args.model)
@@ -62,8 +72,10 @@ def main() -> None:
     t_batched = time.perf_counter() - t0
 
     # the naive loop, on a few variants at answer positions (where patches matter), all problems
-    picks = [(l, h, task_pos) for l, h, task_pos in
-             [(n_layers - 1, 0, m.task.answer_start() + 2), (0, n_heads - 1, m.task.answer_start())]][: args.ref_variants]
+    picks = [
+        (l, h, task_pos)
+        for l, h, task_pos in [(n_layers - 1, 0, m.task.answer_start() + 2), (0, n_heads - 1, m.task.answer_start())]
+    ][: args.ref_variants]
     t0 = time.perf_counter()
     worst = 0.0
     for l, h, p in picks:
@@ -75,14 +87,20 @@ def main() -> None:
     forwards_full = n_variants * args.n
     t_naive = t_ref / forwards_ref * forwards_full
 
-    print(f"model {m.name} (d_model {m.spec.d_model}, {n_layers} layers × {n_heads} heads), {args.n} pairs, "
-          f"{seq} positions → {n_variants} (layer, head, position) variants, {forwards_full:,} patched runs; "
-          f"CPU, {args.threads} threads")
+    print(
+        f"model {m.name} (d_model {m.spec.d_model}, {n_layers} layers × {n_heads} heads), {args.n} pairs, "
+        f"{seq} positions → {n_variants} (layer, head, position) variants, {forwards_full:,} patched runs; "
+        f"CPU, {args.threads} threads"
+    )
     print(f"  prepare (clean + corrupted run, shared): {t_prepare:.1f} s")
     print(f"  batched sweep:  {t_batched:.1f} s")
-    print(f"  naive loop:     {t_naive:.0f} s  (EXTRAPOLATED from {forwards_ref:,} single-sequence forwards timed "
-          f"in {t_ref:.1f} s, {1000 * t_ref / forwards_ref:.1f} ms each)")
-    print(f"  ratio naive / batched: {t_naive / t_batched:.0f}x   (max |effect difference| on the timed variants: {worst:.1e})")
+    print(
+        f"  naive loop:     {t_naive:.0f} s  (EXTRAPOLATED from {forwards_ref:,} single-sequence forwards timed "
+        f"in {t_ref:.1f} s, {1000 * t_ref / forwards_ref:.1f} ms each)"
+    )
+    print(
+        f"  ratio naive / batched: {t_naive / t_batched:.0f}x   (max |effect difference| on the timed variants: {worst:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,19 @@ def ours_examples_per_s(
     task: MulTask, preset: str, regime: str, steps: int, device: str, batch: int, cpu_bf16: bool = False
 ) -> float:
     with tempfile.TemporaryDirectory() as d:
-        cfg = TrainConfig(regime=regime, digits=task.name, preset=preset, steps=10**6, batch=batch, device=device,
-                          cpu_bf16=cpu_bf16,
-                          telemetry_every=10**6, eval_every=10**6, checkpoint_every=10**6, epoch_size=batch * 100)
+        cfg = TrainConfig(
+            regime=regime,
+            digits=task.name,
+            preset=preset,
+            steps=10**6,
+            batch=batch,
+            device=device,
+            cpu_bf16=cpu_bf16,
+            telemetry_every=10**6,
+            eval_every=10**6,
+            checkpoint_every=10**6,
+            epoch_size=batch * 100,
+        )
         tr = Trainer(cfg, Path(d) / "m.safetensors")
         tr.examples = cfg.epoch_size * 10 // 8  # same partial removal (10 tokens) as the reference
         tr.run(stop_after=2, progress=False)
@@ -95,13 +105,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     args = ap.parse_args()
     task = MulTask(4, 4)
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    )
     print(f"device: {name}; preset {args.preset}")
     for regime in ("sft", "icot"):
         ref = reference_examples_per_s(task, args.preset, regime, args.steps, args.device)
         ours_steps = max(3, args.steps // 4)
         ours = ours_examples_per_s(task, args.preset, regime, ours_steps, args.device, args.batch)
-        line = f"{regime:>5}: reference-style {ref:,.0f} examples/s; mulinterp {ours:,.0f} examples/s ({ours / ref:.1f}x)"
+        line = (
+            f"{regime:>5}: reference-style {ref:,.0f} examples/s; mulinterp {ours:,.0f} examples/s ({ours / ref:.1f}x)"
+        )
         if args.device == "cpu":  # bf16 autocast is opt-in on CPU (--cpu-bf16); CUDA uses it by default
             bf16 = ours_examples_per_s(task, args.preset, regime, ours_steps, args.device, args.batch, cpu_bf16=True)
             line += f"; with --cpu-bf16 {bf16:,.0f} examples/s ({bf16 / ref:.1f}x)"

@@ -81,7 +81,13 @@ def accuracy_figure(results: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], subplot_titles=["exact match", "per-digit accuracy"])
     for name, res in results.items():
         fig.add_trace(go.Bar(x=[name], y=[res.exact_match], name=name, showlegend=False), row=1, col=1)
-        fig.add_trace(go.Scatter(x=[f"c{k}" for k in range(len(res.per_digit))], y=res.per_digit, mode="lines+markers", name=name), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=[f"c{k}" for k in range(len(res.per_digit))], y=res.per_digit, mode="lines+markers", name=name
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_yaxes(range=[0, 1.05])
     n = next(iter(results.values())).n
     fig.update_layout(title=f"Greedy-decoding accuracy on {n} held-out problems")
@@ -96,10 +102,14 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     sft, icot, aux = (models.labels[r] for r in REGIMES)
 
     def accuracy():
-        return accuracy_figure({k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in (sft, icot, aux)})
+        return accuracy_figure(
+            {k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in (sft, icot, aux)}
+        )
 
     def attribution_fig():
-        return dependencies.attribution_figure({k: attribution.logit_attribution(models(k), n=n, seed=0) for k in (sft, icot)})
+        return dependencies.attribution_figure(
+            {k: attribution.logit_attribution(models(k), n=n, seed=0) for k in (sft, icot)}
+        )
 
     def probe_fig():
         return dependencies.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
@@ -121,7 +131,9 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         return mechanism.minkowski_figure(geometry.minkowski_best(models(aux), aux_table(), n=max(n, 1000), seed=0))
 
     def fourier_fig():
-        return mechanism.fourier_figure({k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in (sft, icot, aux)})
+        return mechanism.fourier_figure(
+            {k: geometry.fourier_analysis(models(k), n=n, seed=0) for k in (sft, icot, aux)}
+        )
 
     def prism_fig():
         return mechanism.prism_figure(geometry.fourier_analysis(models(icot), n=max(n, 1000), seed=0), name=icot)
@@ -132,22 +144,58 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     arg = {label: models.files.get(r, label) for r, label in zip(REGIMES, (sft, icot, aux))}
     figures = [
         ("accuracy", "Exact match and per-digit accuracy, SFT vs ICoT vs aux", "mulinterp eval NAME --json", accuracy),
-        ("attribution", "Long-range counterfactual logit attribution, SFT vs ICoT", f"mulinterp attribute --model {arg[sft]} / {arg[icot]}", attribution_fig),
-        ("probe", "Probed vs true running sum ĉ_k, k = 2..6", f"mulinterp probe --model {arg[sft]} --model {arg[icot]}", probe_fig),
-        ("attention_roles", f"Attention roles of every head at every answer step ({aux})", f"mulinterp heads --model {arg[aux]}", heads_fig),
-        ("dag", f"The cache/retrieve attention graph and its knockout ({aux})", f"mulinterp dag --model {arg[aux]}", dag_fig),
-        ("minkowski", f"Minkowski-sum PCA of the sharpest pair head ({aux})", f"mulinterp geometry --model {arg[aux]} --best", minkowski_fig),
+        (
+            "attribution",
+            "Long-range counterfactual logit attribution, SFT vs ICoT",
+            f"mulinterp attribute --model {arg[sft]} / {arg[icot]}",
+            attribution_fig,
+        ),
+        (
+            "probe",
+            "Probed vs true running sum ĉ_k, k = 2..6",
+            f"mulinterp probe --model {arg[sft]} --model {arg[icot]}",
+            probe_fig,
+        ),
+        (
+            "attention_roles",
+            f"Attention roles of every head at every answer step ({aux})",
+            f"mulinterp heads --model {arg[aux]}",
+            heads_fig,
+        ),
+        (
+            "dag",
+            f"The cache/retrieve attention graph and its knockout ({aux})",
+            f"mulinterp dag --model {arg[aux]}",
+            dag_fig,
+        ),
+        (
+            "minkowski",
+            f"Minkowski-sum PCA of the sharpest pair head ({aux})",
+            f"mulinterp geometry --model {arg[aux]} --best",
+            minkowski_fig,
+        ),
         ("fourier", "Fourier-basis R² of digit objects", "mulinterp geometry --json", fourier_fig),
-        ("prism", f"Final residual stream at c_2, PCA coloured by c_2 ({icot})", f"mulinterp geometry --model {arg[icot]}", prism_fig),
-        ("dynamics", "Per-position loss and gradient norm over training, SFT vs aux", "mulinterp dynamics", dynamics_fig),
+        (
+            "prism",
+            f"Final residual stream at c_2, PCA coloured by c_2 ({icot})",
+            f"mulinterp geometry --model {arg[icot]}",
+            prism_fig,
+        ),
+        (
+            "dynamics",
+            "Per-position loss and gradient norm over training, SFT vs aux",
+            "mulinterp dynamics",
+            dynamics_fig,
+        ),
     ]
     if "sft" in models.files or "aux" in models.files:  # telemetry exists for the bundled models only
         figures = [f for f in figures if f[0] != "dynamics"]
     return figures
 
 
-def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | None = None,
-                  digits: str | None = None) -> BundledSet:
+def check_request(
+    out: Path, formats: list[str], checkpoints: dict[str, str] | None = None, digits: str | None = None
+) -> BundledSet:
     """Validate before any work: formats, destination, bundled models and given checkpoints.
 
     Returns the bundled set the figures will use (``digits``, or the best one).
@@ -175,15 +223,23 @@ def check_request(out: Path, formats: list[str], checkpoints: dict[str, str] | N
             md = read_metadata(checkpoints[regime])  # raises if missing, truncated or foreign
             task = f"{md['task']['n_a']}x{md['task']['n_b']}"
             if task != chosen.digits:
-                raise ValueError(f"{checkpoints[regime]} is a {task} model; the {chosen.digits} set's figures need "
-                                 f"{chosen.digits} (choose the set with --set)")
+                raise ValueError(
+                    f"{checkpoints[regime]} is a {task} model; the {chosen.digits} set's figures need "
+                    f"{chosen.digits} (choose the set with --set)"
+                )
         else:
             pretrained_path(name)  # raises if missing or damaged
     return chosen
 
 
-def paper_figures(out: str | Path = "figures", formats: list[str] | None = None, n: int = 256, progress: bool = True,
-                  checkpoints: dict[str, str] | None = None, digits: str | None = None) -> list[FigureRecord]:
+def paper_figures(
+    out: str | Path = "figures",
+    formats: list[str] | None = None,
+    n: int = 256,
+    progress: bool = True,
+    checkpoints: dict[str, str] | None = None,
+    digits: str | None = None,
+) -> list[FigureRecord]:
     """Regenerate every paper figure into ``out``; returns what was written and how long each took.
 
     ``checkpoints`` replaces bundled models by regime, e.g. ``{"icot": "paper-icot.safetensors"}``;
@@ -235,6 +291,10 @@ def _index(records: list[FigureRecord], used: str = "") -> str:
         links = " ".join(f'<a href="{html.escape(f)}">{html.escape(f.rsplit(".", 1)[1])}</a>' for f in r.files)
         png = next((f for f in r.files if f.endswith(".png")), None)
         img = f'<br><img src="{html.escape(png)}" width="640">' if png else ""
-        rows.append(f"<h2>{html.escape(r.title)}</h2><p>{links} — <code>{html.escape(r.command)}</code> ({r.seconds:.1f} s){img}</p>")
-    head = "<!doctype html><meta charset='utf-8'><title>mulinterp figures</title><h1>mulinterp: the paper's figures</h1>"
+        rows.append(
+            f"<h2>{html.escape(r.title)}</h2><p>{links} — <code>{html.escape(r.command)}</code> ({r.seconds:.1f} s){img}</p>"
+        )
+    head = (
+        "<!doctype html><meta charset='utf-8'><title>mulinterp figures</title><h1>mulinterp: the paper's figures</h1>"
+    )
     return head + (f"<p>{html.escape(used)}</p>" if used else "") + "".join(rows)

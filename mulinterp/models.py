@@ -252,10 +252,14 @@ def load(path: str | Path, device: str | torch.device = "cpu", task: MulTask | N
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match its model config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"checkpoint {path} does not match its model config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     for k, v in state.items():
         if v.shape != expected[k].shape:
-            raise ValueError(f"checkpoint {path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+            raise ValueError(
+                f"checkpoint {path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+            )
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     model.eval()
     extras = {k[len("extra.") :]: v.to(torch.float32).to(device) for k, v in tensors.items() if k.startswith("extra.")}
@@ -277,6 +281,7 @@ def read_metadata(path: str | Path) -> dict[str, JSONValue]:
 
 # ---------------------------------------------------------------------------------------
 # bundled checkpoints
+
 
 def _checkpoint_dir() -> Path:
     return Path(str(resources.files("mulinterp") / "checkpoints"))
@@ -371,7 +376,9 @@ def bundled_sets(manifest: dict[str, dict[str, JSONValue]] | None = None) -> lis
     for digits in tasks:
         names = [f"{r}-{digits}" for r in SET_REGIMES]
         if all(n in manifest for n in names):
-            sets.append(BundledSet(digits, {r: float(manifest[n]["test_exact_match"]) for r, n in zip(SET_REGIMES, names)}))
+            sets.append(
+                BundledSet(digits, {r: float(manifest[n]["test_exact_match"]) for r, n in zip(SET_REGIMES, names)})
+            )
     return sorted(sets, key=lambda s: tuple(-int(x) for x in s.digits.split("x")))
 
 

@@ -69,8 +69,10 @@ _PHP_TESTS = "CodeWithKyrian/tokenizers-php tests/Datasets/Models/GptDataset.php
 
 #: mulinterp id = index in this table (digits first, so digit d is id d).
 TABLE: tuple[TokenRow, ...] = (
-    *(TokenRow(str(d), f" {d}", gid, _PHP_TESTS + ', case "Numbers"')
-      for d, gid in enumerate((657, 352, 362, 513, 604, 642, 718, 767, 807, 860))),
+    *(
+        TokenRow(str(d), f" {d}", gid, _PHP_TESTS + ', case "Numbers"')
+        for d, gid in enumerate((657, 352, 362, 513, 604, 642, 718, 767, 807, 860))
+    ),
     TokenRow("*", " *", 1635, "openai-whisper 20231117 (PyPI sdist) whisper/assets/gpt2.tiktoken, GPT-2 BPE ranks"),
     TokenRow("␣", " ", 220, _PHP_TESTS + ', case "Trailing space"'),
     TokenRow("<eot>", "<|endoftext|>", 50256, _DATA_UTILS),
@@ -103,4 +105,6 @@ def from_gpt2(ids: Int[Tensor, "..."]) -> Int[Tensor, "..."]:
 
 def table_metadata() -> list[dict]:
     """The id table as JSON-able rows (written into an imported checkpoint's metadata)."""
-    return [{"id": i, "name": r.name, "text": r.text, "gpt2_id": r.gpt2_id, "source": r.source} for i, r in enumerate(TABLE)]
+    return [
+        {"id": i, "name": r.name, "text": r.text, "gpt2_id": r.gpt2_id, "source": r.source} for i, r in enumerate(TABLE)
+    ]

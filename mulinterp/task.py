@@ -331,8 +331,14 @@ class MulTask:
 
         if self.vocab == "gpt2":
             pt = paper_tokens
-            parts = [to_digits(a, self.n_a), const(pt.MUL), to_digits(b, self.n_b),
-                     const(pt.SPACE, pt.EOT, pt.EOT, pt.HASH, pt.ANS), to_digits(a * b, self.n_c), const(pt.EOT)]
+            parts = [
+                to_digits(a, self.n_a),
+                const(pt.MUL),
+                to_digits(b, self.n_b),
+                const(pt.SPACE, pt.EOT, pt.EOT, pt.HASH, pt.ANS),
+                to_digits(a * b, self.n_c),
+                const(pt.EOT),
+            ]
             return torch.cat(parts, dim=1)
         parts = [to_digits(a, self.n_a), const(MUL), to_digits(b, self.n_b), const(SEP)]
         if fmt == "cot":

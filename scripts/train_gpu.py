@@ -60,13 +60,25 @@ def worker(name: str, args) -> None:
 
     spec = dict(RUNS[name])
     removal_frac = spec.pop("removal_frac", None)
-    base = dict(digits=args.digits, preset=args.preset, warmup=500, seed=args.seed, telemetry_every=250,
-                eval_every=2000, eval_n=2000, checkpoint_every=2000, removal_smoothing=4.0, remove_per_epoch=8.0)
+    base = dict(
+        digits=args.digits,
+        preset=args.preset,
+        warmup=500,
+        seed=args.seed,
+        telemetry_every=250,
+        eval_every=2000,
+        eval_n=2000,
+        checkpoint_every=2000,
+        removal_smoothing=4.0,
+        remove_per_epoch=8.0,
+    )
     out = Path(args.out) / f"{name}.safetensors"
     resume = resume_path(out).is_file()
     t_start = time.time()
     if not resume:  # size the run from a calibration under the shared load
-        cal = Trainer(TrainConfig(**{**base, **spec, "steps": 10**9, "warmup": 10}), Path(args.out) / f".{name}-cal.safetensors")
+        cal = Trainer(
+            TrainConfig(**{**base, **spec, "steps": 10**9, "warmup": 10}), Path(args.out) / f".{name}-cal.safetensors"
+        )
         cal.run(stop_after=20, progress=False)
         t0 = time.time()
         cal.run(stop_after=args.calibrate, progress=False)
@@ -112,7 +124,11 @@ def export(args) -> None:
         p = runs / f"{name}.safetensors"
         if p.is_file():
             m = load(p, device=device)
-            summary[name] = {"val": m.meta["metrics"].get("val"), "steps": m.meta["steps"], "cost": m.meta["training_cost"]}
+            summary[name] = {
+                "val": m.meta["metrics"].get("val"),
+                "steps": m.meta["steps"],
+                "cost": m.meta["training_cost"],
+            }
 
     def best(prefix: str) -> str | None:
         cands = [n for n in summary if n.startswith(prefix) and summary[n]["val"]]
@@ -139,7 +155,10 @@ def export(args) -> None:
         if tel.is_file():
             telemetry_path(exp / f"{bundle}.safetensors").write_bytes(tel.read_bytes())
         summary[bundle] = {"run": name, "test_fp32": fp32.to_dict(), "test_bf16": bf16.to_dict()}
-        print(f"[export] {bundle} <- {name}: fp32 {fp32.exact_match:.4f} bf16 {bf16.exact_match:.4f} {bf16.per_digit}", flush=True)
+        print(
+            f"[export] {bundle} <- {name}: fp32 {fp32.exact_match:.4f} bf16 {bf16.exact_match:.4f} {bf16.per_digit}",
+            flush=True,
+        )
     (exp / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
@@ -166,14 +185,36 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
     procs = []
     for n in names:
-        cmd = [sys.executable, __file__, "--worker", n, "--out", args.out, "--budget", str(args.budget),
-               "--calibrate", str(args.calibrate), "--max-examples", str(args.max_examples), "--preset", args.preset, "--digits", args.digits, "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            n,
+            "--out",
+            args.out,
+            "--budget",
+            str(args.budget),
+            "--calibrate",
+            str(args.calibrate),
+            "--max-examples",
+            str(args.max_examples),
+            "--preset",
+            args.preset,
+            "--digits",
+            args.digits,
+            "--seed",
+            str(args.seed),
+        ]
         log = open(Path(args.out) / f"{n}.log", "a")
         procs.append((n, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     for n, p, log in procs:
         p.wait()
         log.close()
-        print(f"[{n}] exit {p.returncode}; log tail:\n" + "".join((Path(args.out) / f"{n}.log").read_text().splitlines(True)[-3:]), flush=True)
+        print(
+            f"[{n}] exit {p.returncode}; log tail:\n"
+            + "".join((Path(args.out) / f"{n}.log").read_text().splitlines(True)[-3:]),
+            flush=True,
+        )
     export(args)
 
 

@@ -25,8 +25,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny(**kw):
-    base = dict(digits="2x2", preset="tiny", steps=30, batch=32, telemetry_every=10, eval_every=10,
-                checkpoint_every=10, eval_n=64, device="cpu", schedule="constant", lr=3e-3, warmup=5)
+    base = dict(
+        digits="2x2",
+        preset="tiny",
+        steps=30,
+        batch=32,
+        telemetry_every=10,
+        eval_every=10,
+        checkpoint_every=10,
+        eval_n=64,
+        device="cpu",
+        schedule="constant",
+        lr=3e-3,
+        warmup=5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -61,8 +73,9 @@ def test_warm_start_copies_weights_and_starts_a_fresh_optimizer(tmp_path):
     for k, v in src.model.state_dict().items():
         assert torch.equal(t.model.state_dict()[k], v), k
     assert t.step == 0 and not t.opt.state  # counters and AdamW moments start afresh
-    m = train(tiny(seed=7, steps=5, init_from=str(tmp_path / "src.safetensors")), tmp_path / "w2.safetensors",
-              progress=False)
+    m = train(
+        tiny(seed=7, steps=5, init_from=str(tmp_path / "src.safetensors")), tmp_path / "w2.safetensors", progress=False
+    )
     assert m.meta["warm_start"]["its_steps"] == 20 and len(m.meta["warm_start"]["sha256"]) == 64
     with pytest.raises(ValueError, match="width"):
         Trainer(tiny(preset="small"), tmp_path / "x.safetensors").warm_start_from(tmp_path / "src.safetensors")
@@ -101,10 +114,39 @@ def test_resume_on_another_device_type_reseeds_the_data_stream(tmp_path):
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
     out = tmp_path / "m.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mulinterp.cli", "train", "--regime", "sft", "--digits", "2x2",
-                             "--preset", "tiny", "--steps", "1000000", "--batch", "32", "--telemetry-every", "10",
-                             "--checkpoint-every", "100000", "--eval-every", "100000", "--device", "cpu", "--quiet",
-                             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mulinterp.cli",
+            "train",
+            "--regime",
+            "sft",
+            "--digits",
+            "2x2",
+            "--preset",
+            "tiny",
+            "--steps",
+            "1000000",
+            "--batch",
+            "32",
+            "--telemetry-every",
+            "10",
+            "--checkpoint-every",
+            "100000",
+            "--eval-every",
+            "100000",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while not telemetry_path(out).is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -117,8 +159,11 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 
 
 def test_campaign_runs_in_priority_order_and_records_sessions(tmp_path):
-    root = make_campaign(tmp_path / "runs", {"a": {"steps": 20}, "b": {"steps": 20, "regime": "icot", "epoch_size": 64},
-                                             "c": {"steps": 20}}, active={"c": False})
+    root = make_campaign(
+        tmp_path / "runs",
+        {"a": {"steps": 20}, "b": {"steps": 20, "regime": "icot", "epoch_size": 64}, "c": {"steps": 20}},
+        active={"c": False},
+    )
     out = io.StringIO()
     statuses = run_campaign(root, budget_s=240, workers=1, out=out, min_slice_s=5, save_margin_s=1, report_every=1)
     assert [s["name"] for s in statuses] == ["a", "b"]  # c is inactive

@@ -51,8 +51,29 @@ def test_train_eval_multiply_round_trip(tmp_path, capsys):
 
     paths = {regime: tmp_path / f"{regime}.safetensors" for regime in ("sft", "icot", "aux")}
     for regime, path in paths.items():  # one file per regime, each checked below
-        assert main(["train", "--regime", regime, "--digits", "2x2", "--preset", "tiny", "--steps", "30",
-                     "--batch", "32", "--out", str(path), "--quiet", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--regime",
+                    regime,
+                    "--digits",
+                    "2x2",
+                    "--preset",
+                    "tiny",
+                    "--steps",
+                    "30",
+                    "--batch",
+                    "32",
+                    "--out",
+                    str(path),
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["models", *map(str, paths.values()), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -155,13 +155,16 @@ def test_dla_credits_the_planted_head_and_its_source(planted):
 def test_patching_everything_is_one_and_nothing_is_zero(tiny):
     setup = prepare(tiny, corrupt="a1", n=48, seed=0)
     pos_a1 = problems.digit_position(TASK, 1)
-    effect = run_patches(setup, [
-        [Site("blocks.0.hook_resid_pre")],  # every position
-        [Site("blocks.0.hook_resid_pre", pos_a1)],  # the one token that differs
-        [Site("blocks.1.hook_resid_post")],  # the final residual stream
-        [],  # nothing
-        [Site("blocks.0.hook_resid_pre", 0)],  # a position that is the same in both runs
-    ])
+    effect = run_patches(
+        setup,
+        [
+            [Site("blocks.0.hook_resid_pre")],  # every position
+            [Site("blocks.0.hook_resid_pre", pos_a1)],  # the one token that differs
+            [Site("blocks.1.hook_resid_post")],  # the final residual stream
+            [],  # nothing
+            [Site("blocks.0.hook_resid_pre", 0)],  # a position that is the same in both runs
+        ],
+    )
     ok = setup.n_valid > 0
     assert ok.any()
     for row in (0, 1, 2):
@@ -187,8 +190,11 @@ def test_batched_patching_equals_patching_by_hand(tiny):
     """run_patches (variants in the batch, forwards started at the patched layer) against a
     plain full forward per variant with mulinterp.hooks.patch."""
     setup = prepare(tiny, corrupt="b0", n=12, seed=4)
-    variants = [[Site("blocks.1.attn.hook_z", 8, 2)], [Site("blocks.0.hook_mlp_out", 3)],
-                [Site("blocks.0.attn.hook_z", None, 1), Site("blocks.1.hook_resid_mid", 9)]]
+    variants = [
+        [Site("blocks.1.attn.hook_z", 8, 2)],
+        [Site("blocks.0.hook_mlp_out", 3)],
+        [Site("blocks.0.attn.hook_z", None, 1), Site("blocks.1.hook_resid_mid", 9)],
+    ]
     batched = run_patches(setup, variants)
     pos = TASK.answer_positions()
     for v, sites in enumerate(variants):
@@ -253,7 +259,10 @@ def test_ridge_probe_recovers_a_planted_linear_feature():
     assert (mae < 0.05).all() and (r2 > 0.999).all()
     torch.testing.assert_close(b, torch.full((3,), 7.0), atol=0.05, rtol=0)
     # pure noise: nothing to find
-    _, r2_noise = probes.regression_scores(probes.ridge_predict(x[:, 500:], *probes.ridge_fit(x[:, :500], torch.randn(3, 500, generator=g))), torch.randn(3, 100, generator=g))
+    _, r2_noise = probes.regression_scores(
+        probes.ridge_predict(x[:, 500:], *probes.ridge_fit(x[:, :500], torch.randn(3, 500, generator=g))),
+        torch.randn(3, 100, generator=g),
+    )
     assert (r2_noise < 0.2).all()
 
 
@@ -308,7 +317,26 @@ def test_cli_json_outputs(cli, ckpt, capsys):
 
 def test_cli_text_output_and_figure(cli, ckpt, capsys, tmp_path):
     out_file = tmp_path / "patch.html"
-    assert cli(["patch", "--model", ckpt, "--layer", "2", "--head", "3", "--corrupt", "a1", "--n", "8", "--out", str(out_file)]) == 0
+    assert (
+        cli(
+            [
+                "patch",
+                "--model",
+                ckpt,
+                "--layer",
+                "2",
+                "--head",
+                "3",
+                "--corrupt",
+                "a1",
+                "--n",
+                "8",
+                "--out",
+                str(out_file),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "L2H3 (blocks.1, head 2)" in text and "c3:   1.00" in text
     assert out_file.stat().st_size > 1000
@@ -317,9 +345,14 @@ def test_cli_text_output_and_figure(cli, ckpt, capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["patch", "--layer", "3", "--head", "1"],
-         "error: layer 3 is out of range: this model has layers 1–2 (paper numbering; TransformerLens blocks.0–blocks.1)"),
-        (["patch", "--corrupt", "a2"], "error: operand digit 'a2' is out of range for the 2x2 task: a has digits a0–a1"),
+        (
+            ["patch", "--layer", "3", "--head", "1"],
+            "error: layer 3 is out of range: this model has layers 1–2 (paper numbering; TransformerLens blocks.0–blocks.1)",
+        ),
+        (
+            ["patch", "--corrupt", "a2"],
+            "error: operand digit 'a2' is out of range for the 2x2 task: a has digits a0–a1",
+        ),
         (["patch", "--corrupt", "x"], "error: unknown operand digit 'x'"),
         (["patch", "--layer", "1", "--head", "1", "--position", "4"], "error: position 4 is out of range"),
         (["dla", "--position", "9"], "error: position 9 is out of range"),

@@ -220,9 +220,25 @@ def test_hook_names_from_the_helper_are_hook_points_of_the_bridge(tiny22):
     from mulinterp.hooks.names import hook_layer
 
     names = [hook_name(p) for p in ("embed", "pos_embed", "ln_final_scale")]
-    names += [hook_name(p, layer) for layer in range(tiny22.n_layers)
-              for p in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "q", "k", "v", "z", "pattern",
-                        "attn_scores", "attn.hook_z", "hook_mlp_out")]
+    names += [
+        hook_name(p, layer)
+        for layer in range(tiny22.n_layers)
+        for p in (
+            "resid_pre",
+            "resid_mid",
+            "resid_post",
+            "attn_out",
+            "mlp_out",
+            "q",
+            "k",
+            "v",
+            "z",
+            "pattern",
+            "attn_scores",
+            "attn.hook_z",
+            "hook_mlp_out",
+        )
+    ]
     missing = [n for n in names if n not in tiny22.model.hook_dict]
     assert not missing
     assert hook_name("z", 1) == "blocks.1.attn.hook_z" and hook_layer(hook_name("pattern", 1)) == 1

@@ -29,13 +29,21 @@ V, D, H, LAYERS = paper_tokens.GPT2_VOCAB_SIZE, 64, 4, 2
 
 # ----- synthetic checkpoints in the published layouts -----------------------------------
 
+
 def write_icot(folder, seed=0, n_positions=64):
     """``ckpts/2L4H``: config.json (GPT-2 config under base_model) + state_dict.bin (base_model.*)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(n_embd=D, n_layer=LAYERS, n_head=H, n_positions=n_positions, vocab_size=V,
-                     activation_function="gelu_new", layer_norm_epsilon=1e-5)
+    cfg = GPT2Config(
+        n_embd=D,
+        n_layer=LAYERS,
+        n_head=H,
+        n_positions=n_positions,
+        vocab_size=V,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+    )
     hf = GPT2LMHeadModel(cfg).eval()
     with torch.no_grad():  # make every parameter matter (GPT-2's init leaves LN at 1/0, biases at 0)
         for name, p in hf.named_parameters():
@@ -53,13 +61,17 @@ def custom_state(seed=0, probe_heads=(1, 3), max_seq_len=128):
     def r(*shape, scale=1.0):
         return torch.randn(*shape, generator=g) * scale
 
-    s = {"emb.embedding": r(V, D), "pos_emb.pos_embedding": r(max_seq_len, D),
-         "ln_final.std_scale": 1 + r(D, scale=0.2), "ln_final.mean_scale": r(D, scale=0.2),
-         "unemb.unembedding.weight": r(V, D, scale=0.2)}
+    s = {
+        "emb.embedding": r(V, D),
+        "pos_emb.pos_embedding": r(max_seq_len, D),
+        "ln_final.std_scale": 1 + r(D, scale=0.2),
+        "ln_final.mean_scale": r(D, scale=0.2),
+        "unemb.unembedding.weight": r(V, D, scale=0.2),
+    }
     for l in range(LAYERS):
         for w in ("Wq", "Wk", "Wv", "Wo"):
-            s[f"layers.{l}.attn.{w}.weight"] = r(D, D, scale=D ** -0.5)
-        s[f"layers.{l}.mlp.up_proj.weight"] = r(4 * D, D, scale=D ** -0.5)
+            s[f"layers.{l}.attn.{w}.weight"] = r(D, D, scale=D**-0.5)
+        s[f"layers.{l}.mlp.up_proj.weight"] = r(4 * D, D, scale=D**-0.5)
         s[f"layers.{l}.mlp.down_proj.weight"] = r(D, 4 * D, scale=(4 * D) ** -0.5)
         for ln in ("ln1", "ln2"):
             s[f"layers.{l}.{ln}.std_scale"] = 1 + r(D, scale=0.2)
@@ -83,11 +95,16 @@ def reference_forward(s, tokens):
     for l in range(LAYERS):
         p = f"layers.{l}."
         h = ln(x, p + "ln1.")
-        q, k, v = (F.linear(h, s[p + f"attn.{w}.weight"]).view(batch, seq, H, D // H).transpose(1, 2) for w in ("Wq", "Wk", "Wv"))
+        q, k, v = (
+            F.linear(h, s[p + f"attn.{w}.weight"]).view(batch, seq, H, D // H).transpose(1, 2)
+            for w in ("Wq", "Wk", "Wv")
+        )
         att = (q @ k.transpose(-2, -1) / math.sqrt(D // H)).masked_fill(mask, float("-inf")).softmax(-1)
         z = (att @ v).transpose(1, 2).reshape(batch, seq, D)
         x = x + F.linear(z, s[p + "attn.Wo.weight"])
-        x = x + F.linear(F.gelu(F.linear(ln(x, p + "ln2."), s[p + "mlp.up_proj.weight"])), s[p + "mlp.down_proj.weight"])
+        x = x + F.linear(
+            F.gelu(F.linear(ln(x, p + "ln2."), s[p + "mlp.up_proj.weight"])), s[p + "mlp.down_proj.weight"]
+        )
     return F.linear(ln(x, "ln_final."), s["unemb.unembedding.weight"])
 
 
@@ -108,6 +125,7 @@ def paper_ckpts(tmp_path_factory):
 
 
 # ----- logits equal an independent forward ----------------------------------------------
+
 
 def problems(n=6, seed=0):
     a, b = PAPER_TASK.sample(n, "any", seed=seed)
@@ -131,12 +149,16 @@ def test_transformer_py_logits_match_reference_forward(paper_ckpts, which):
     tokens = problems(seed=1)
     with torch.no_grad():
         ours = m.model(tokens)
-        ref = reference_forward(paper_ckpts[which + "_state"], paper_tokens.to_gpt2(tokens))[..., paper_tokens.gpt2_order()]
+        ref = reference_forward(paper_ckpts[which + "_state"], paper_tokens.to_gpt2(tokens))[
+            ..., paper_tokens.gpt2_order()
+        ]
     assert (ours - ref).abs().max() < 1e-4
     assert m.meta["regime"] == which and m.spec.act_fn == "gelu" and m.spec.n_ctx == 128
     if which == "aux":
         assert m.meta["imported"]["probe_heads"] == [1, 3]
-        assert torch.equal(m.extras["linear_regression_heads.3.weight"], paper_ckpts["aux_state"]["linear_regression_heads.3.weight"])
+        assert torch.equal(
+            m.extras["linear_regression_heads.3.weight"], paper_ckpts["aux_state"]["linear_regression_heads.3.weight"]
+        )
     else:
         assert m.extras == {}
 
@@ -151,16 +173,26 @@ def test_vocabulary_reordering_is_a_permutation_digits_first():
 
 def test_import_prints_what_it_found(paper_ckpts, tmp_path, capsys):
     out = tmp_path / "aux.safetensors"
-    assert main(["import", str(paper_ckpts["root"] / "ckpts" / "aux_head"), "--out", str(out), "--name", "paper-aux"]) == 0
+    assert (
+        main(["import", str(paper_ckpts["root"] / "ckpts" / "aux_head"), "--out", str(out), "--name", "paper-aux"]) == 0
+    )
     text = capsys.readouterr().out
-    for needle in ("transformer-py", "regime     aux", "d_model 64", "2 layers × 4 heads", "50257 GPT-2 tokens",
-                   "head 1, head 3", f"wrote {out}"):
+    for needle in (
+        "transformer-py",
+        "regime     aux",
+        "d_model 64",
+        "2 layers × 4 heads",
+        "50257 GPT-2 tokens",
+        "head 1, head 3",
+        f"wrote {out}",
+    ):
         assert needle in text, needle
     assert load(out).name == "paper-aux" and load(out).task == MulTask(4, 4) and load(out).task.vocab == "gpt2"
     assert main(["models", str(out)]) == 0 and "paper-aux" not in capsys.readouterr().err
 
 
 # ----- the paper's prompt layout, checked on the Deng validation file --------------------
+
 
 @pytest.mark.skipif(not DENG_FILE.is_file(), reason="../shared/data not beside the checkout")
 def test_prompt_layout_matches_the_id_table_on_the_deng_file():
@@ -172,8 +204,13 @@ def test_prompt_layout_matches_the_id_table_on_the_deng_file():
     built = paper_tokens.to_gpt2(PAPER_TASK.encode(a, b))
     for p, row in zip(probs, built.tolist()):
         head = p.line.split("||")[0]  # "5 6 3 2 * 7 4 3 4", digits already least-significant first
-        expected = [gpt2[" " + sym] for sym in head.split()] + [gpt2[" "], gpt2["<|endoftext|>"], gpt2["<|endoftext|>"],
-                                                                  gpt2[" #"], gpt2["###"]]
+        expected = [gpt2[" " + sym] for sym in head.split()] + [
+            gpt2[" "],
+            gpt2["<|endoftext|>"],
+            gpt2["<|endoftext|>"],
+            gpt2[" #"],
+            gpt2["###"],
+        ]
         expected += [gpt2[" " + d] for d in p.answer.split()] + [gpt2["<|endoftext|>"]]
         assert row == expected
     assert built[0, :14].tolist() == [642, 718, 513, 362, 1635, 767, 604, 513, 604, 220, 50256, 50256, 1303, 21017]
@@ -182,6 +219,7 @@ def test_prompt_layout_matches_the_id_table_on_the_deng_file():
 
 
 # ----- bad input: one line, exit 2, nothing written -------------------------------------
+
 
 def _refused(capsys, out, argv):
     assert main(argv) == 2
@@ -240,18 +278,23 @@ def test_missing_path_and_bad_out_are_refused(tmp_path, capsys):
 
 # ----- every analysis and the figures run on imported checkpoints ------------------------
 
-@pytest.mark.parametrize("argv", [
-    ["models", "{icot}", "{aux}", "--json"],
-    ["eval", "{icot}", "--n", "8", "--json"],
-    ["multiply", "3719", "3349", "--model", "{sft}", "--json"],
-    ["attribute", "--model", "{icot}", "--n", "4", "--json"],
-    ["dla", "--model", "{icot}", "--n", "4", "--json"],
-    ["patch", "--model", "{aux}", "--n", "4", "--json"],
-    ["probe", "--model", "{sft}", "--n", "64", "--json"],
-    ["heads", "--model", "{aux}", "--n", "8", "--json"],
-    ["dag", "--model", "{aux}", "--n", "8", "--json"],
-    ["geometry", "--model", "{icot}", "--n", "64", "--json"],
-], ids=lambda argv: argv[0])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "{icot}", "{aux}", "--json"],
+        ["eval", "{icot}", "--n", "8", "--json"],
+        ["multiply", "3719", "3349", "--model", "{sft}", "--json"],
+        ["attribute", "--model", "{icot}", "--n", "4", "--json"],
+        ["dla", "--model", "{icot}", "--n", "4", "--json"],
+        ["patch", "--model", "{aux}", "--n", "4", "--json"],
+        ["probe", "--model", "{sft}", "--n", "64", "--json"],
+        ["heads", "--model", "{aux}", "--n", "8", "--json"],
+        ["dag", "--model", "{aux}", "--n", "8", "--json"],
+        ["geometry", "--model", "{icot}", "--n", "64", "--json"],
+    ],
+    ids=lambda argv: argv[0],
+)
 def test_every_analysis_runs_on_an_imported_checkpoint(paper_ckpts, argv, capsys):
     argv = [a.format(**{k: str(paper_ckpts[k]) for k in ("icot", "aux", "sft")}) for a in argv]
     assert main(argv) == 0
@@ -280,8 +323,15 @@ def test_figures_from_given_checkpoints(paper_ckpts, tmp_path, monkeypatch, caps
         argv += [f"--{regime}", str(paper_ckpts[regime])]
     assert main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html", *(f"{n}.html" for n in ("accuracy", "attribution", "probe", "attention_roles",
-                                                                     "dag", "minkowski", "fourier", "prism"))])
+    assert names == sorted(
+        [
+            "index.html",
+            *(
+                f"{n}.html"
+                for n in ("accuracy", "attribution", "probe", "attention_roles", "dag", "minkowski", "fourier", "prism")
+            ),
+        ]
+    )
     assert "paper-icot" in (out / "prism.html").read_text()  # figures carry the checkpoint's name
     index = (out / "index.html").read_text()  # says which set the figures show and what replaced it
     assert "Models: the 4x4 set (" in index and f"icot from {paper_ckpts['icot']}" in index

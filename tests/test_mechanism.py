@@ -106,7 +106,12 @@ def test_planted_pair_and_retrieve_heads_are_identified_exactly(planted_table):
     assert other.role == "other" and other.targets == ("SEP",)
     rec = next(r for r in planted_table.to_records() if r["role"] == "pair" and r["position"] == 1)
     assert {k: rec[k] for k in ("layer", "head", "position", "role", "targets")} == {
-        "layer": 1, "head": 2, "position": 1, "role": "pair", "targets": ["a1", "b0"]}  # 1-based: blocks.0, head 1
+        "layer": 1,
+        "head": 2,
+        "position": 1,
+        "role": "pair",
+        "targets": ["a1", "b0"],
+    }  # 1-based: blocks.0, head 1
     assert rec["weights"] == pytest.approx([0.6, 0.4], abs=1e-3) and rec["score"] == pytest.approx(1.0, abs=1e-3)
     assert [r["layer"] for r in planted_table.to_records(one_based=False)] == [r.layer for r in planted_table.rows]
 
@@ -140,8 +145,11 @@ def test_knocking_out_the_dag_changes_answers_random_edges_do_not(planted, plant
     pool = set(candidate_edges(planted.task, 2, 4)) - PLANTED_EDGES
     assert all(len(d) == 7 and set(map(tuple, d)) <= pool for d in res.extra["random_edges"])
     d = res.to_dict()
-    assert (d["clean"], d["dag"], d["random"]) == (res.clean.exact_match, res.dag.exact_match,
-                                                   [r.exact_match for r in res.random])
+    assert (d["clean"], d["dag"], d["random"]) == (
+        res.clean.exact_match,
+        res.dag.exact_match,
+        [r.exact_match for r in res.random],
+    )
     assert d["n_edges"] == 7 and d["n"] == 32 and d["dag_agreement"] == round(res.dag_agreement, 4)
 
 
@@ -182,16 +190,29 @@ def test_fourier_fit_of_planted_fourier_functions(planted):
     assert fourier_r2(planted_fn) == pytest.approx(1.0, abs=1e-9)
     curve = fourier_cumulative(torch.randn(64, 10, generator=torch.Generator().manual_seed(0)))
     assert list(curve) == list(FOURIER_STEPS) and curve["const"] == pytest.approx(0, abs=1e-9)
-    assert curve["k=4"] == pytest.approx(1.0) and 0.3 < fourier_r2(torch.randn(64, 10, generator=torch.Generator().manual_seed(1))) < 0.8
+    assert (
+        curve["k=4"] == pytest.approx(1.0)
+        and 0.3 < fourier_r2(torch.randn(64, 10, generator=torch.Generator().manual_seed(1))) < 0.8
+    )
     res = fourier_analysis(planted, n=16)
     assert res.r2["embed"] == pytest.approx(1.0, abs=1e-5)  # the digit circle is exactly k = 1
     assert res.prism_coords.shape == (16, 3) and res.prism_position == 2 and len(res.prism_parity_corr) == 3
 
 
 def _telemetry(path, accs):
-    rows = [{"step": 100 * (t + 1), "examples": 1000 * (t + 1), "loss": 1.0, "pos_loss": [2.3 if a < 0.5 else 0.1 for a in acc],
-             "grad_norm": [1.0 / (t + 1)] * 3, "digit_acc": acc, "exact_match": 0.0, "cot_remaining": 0}
-            for t, acc in enumerate(accs)]
+    rows = [
+        {
+            "step": 100 * (t + 1),
+            "examples": 1000 * (t + 1),
+            "loss": 1.0,
+            "pos_loss": [2.3 if a < 0.5 else 0.1 for a in acc],
+            "grad_norm": [1.0 / (t + 1)] * 3,
+            "digit_acc": acc,
+            "exact_match": 0.0,
+            "cot_remaining": 0,
+        }
+        for t, acc in enumerate(accs)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -239,22 +260,48 @@ def cli(monkeypatch):
 
 def test_cli_end_to_end(cli, planted, tmp_path, capsys):
     ckpt = str(save(planted, tmp_path / "planted.safetensors"))
-    assert cli(["heads", "--model", ckpt, "--n", "32", "--json", "--layer", "1", "--html", str(tmp_path / "h.html")]) == 0
+    assert (
+        cli(["heads", "--model", ckpt, "--n", "32", "--json", "--layer", "1", "--html", str(tmp_path / "h.html")]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert {(r["layer"], r["head"], r["position"], r["role"]) for r in rows if r["role"] == "pair"} == {
-        (1, 1, 0, "pair"), (1, 2, 1, "pair"), (1, 3, 2, "pair")}
+        (1, 1, 0, "pair"),
+        (1, 2, 1, "pair"),
+        (1, 3, 2, "pair"),
+    }
     assert (tmp_path / "h.html").stat().st_size > 0
 
-    assert cli(["dag", "--model", ckpt, "--n", "32", "--knockout-n", "8", "--random", "1", "--json",
-                "--out", str(tmp_path / "dag.html")]) == 0
+    assert (
+        cli(
+            [
+                "dag",
+                "--model",
+                ckpt,
+                "--n",
+                "32",
+                "--knockout-n",
+                "8",
+                "--random",
+                "1",
+                "--json",
+                "--out",
+                str(tmp_path / "dag.html"),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["knockout"]["n_edges"] == 7 == sum(e["kind"] == "attention" for e in out["edges"])
-    assert {(e["layer"] - 1, e["head"] - 1, e["query_pos"], e["key_pos"]) for e in out["edges"]
-            if e["kind"] == "attention"} == PLANTED_EDGES  # the JSON is 1-based
+    assert {
+        (e["layer"] - 1, e["head"] - 1, e["query_pos"], e["key_pos"]) for e in out["edges"] if e["kind"] == "attention"
+    } == PLANTED_EDGES  # the JSON is 1-based
     assert {n["id"] for n in out["nodes"]} >= {"a0", "b1", "L1@c2", "L2@c3", "c3"}
     assert out["knockout"]["random"] == [out["knockout"]["clean"]] and (tmp_path / "dag.html").is_file()
 
-    assert cli(["geometry", "--model", ckpt, "--n", "300", "--json", "--layer", "1", "--head", "3", "--position", "2"]) == 0
+    assert (
+        cli(["geometry", "--model", ckpt, "--n", "300", "--json", "--layer", "1", "--head", "3", "--position", "2"])
+        == 0
+    )
     geo = json.loads(capsys.readouterr().out)
     assert set(geo["fourier_r2"]) == {"embed", "unembed", "mlp_out", "final_resid"}
     assert geo["minkowski"]["layer"] == 1 and geo["minkowski"]["head"] == 3 and geo["minkowski"]["additive_r2"] > 0.99
@@ -264,14 +311,17 @@ def test_cli_end_to_end(cli, planted, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["learned_step"] == [None, 100, None]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["dag", "--threshold", "1.5"], "threshold"),
-    (["dag", "--threshold", "0"], "threshold"),
-    (["heads", "--layer", "3"], "layer 3 is out of range"),
-    (["geometry", "--layer", "1", "--head", "5"], "head 5 is out of range"),
-    (["geometry", "--position", "4"], "position 4 is out of range"),
-    (["dynamics", "--model", "MODEL"], "no training telemetry"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["dag", "--threshold", "1.5"], "threshold"),
+        (["dag", "--threshold", "0"], "threshold"),
+        (["heads", "--layer", "3"], "layer 3 is out of range"),
+        (["geometry", "--layer", "1", "--head", "5"], "head 5 is out of range"),
+        (["geometry", "--position", "4"], "position 4 is out of range"),
+        (["dynamics", "--model", "MODEL"], "no training telemetry"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(cli, planted, tmp_path, capsys, argv, message):
     ckpt = str(save(planted, tmp_path / "planted.safetensors"))
     argv = [ckpt if a == "MODEL" else a for a in argv]

@@ -8,7 +8,10 @@ from mulinterp.task import MulTask
 
 
 def test_save_load_round_trip(tiny22, tmp_path):
-    path = save(MulModel(tiny22.model, tiny22.task, tiny22.spec, {"regime": "sft", "steps": 3}, {"aux.w": torch.ones(2)}), tmp_path / "m.safetensors")
+    path = save(
+        MulModel(tiny22.model, tiny22.task, tiny22.spec, {"regime": "sft", "steps": 3}, {"aux.w": torch.ones(2)}),
+        tmp_path / "m.safetensors",
+    )
     m = load(path)
     x = tiny22.task.encode(*tiny22.task.sample(8, seed=0))
     assert torch.equal(m.model(x), tiny22.model(x))
@@ -62,7 +65,9 @@ def test_bundled_models_load_and_match_manifest():
     for name, info in list_pretrained().items():
         m = load_pretrained(name)
         assert m.task == MulTask(4, 4) and m.spec.d_model == info["d_model"] == 512
-        assert m.meta["regime"] == info["regime"] and m.meta["metrics"]["test"]["exact_match"] == info["test_exact_match"]
+        assert (
+            m.meta["regime"] == info["regime"] and m.meta["metrics"]["test"]["exact_match"] == info["test_exact_match"]
+        )
 
 
 def test_damaged_bundled_file_is_reported(monkeypatch, tmp_path):
@@ -82,9 +87,15 @@ def test_bundled_sets_and_their_bars():
     def entry(x):
         return {"test_exact_match": x}
 
-    manifest = {"sft-4x4": entry(0.001), "icot-4x4": entry(0.002), "aux-4x4": entry(0.03),
-                "sft-3x3": entry(0.002), "icot-3x3": entry(0.996), "aux-3x3": entry(0.97),
-                "icot-2x2": entry(1.0)}  # 2x2 is not a complete set
+    manifest = {
+        "sft-4x4": entry(0.001),
+        "icot-4x4": entry(0.002),
+        "aux-4x4": entry(0.03),
+        "sft-3x3": entry(0.002),
+        "icot-3x3": entry(0.996),
+        "aux-3x3": entry(0.97),
+        "icot-2x2": entry(1.0),
+    }  # 2x2 is not a complete set
     assert [s.digits for s in bundled_sets(manifest)] == ["4x4", "3x3"]
     best = best_bundled_set(manifest)
     assert best.digits == "3x3" and best.meets_bars and best.names["icot"] == "icot-3x3"

@@ -26,7 +26,9 @@ def pixels(png: bytes) -> np.ndarray:
 def heatmaps() -> go.Figure:
     rng = np.random.default_rng(0)
     fig = make_subplots(rows=1, cols=2, subplot_titles=["L1H1 (blocks.0, head 0)", "L1H2 (blocks.0, head 1)"])
-    fig.add_trace(go.Heatmap(z=np.tril(rng.random((12, 12))), x=LABELS, y=LABELS, colorbar=dict(title="attention")), 1, 1)
+    fig.add_trace(
+        go.Heatmap(z=np.tril(rng.random((12, 12))), x=LABELS, y=LABELS, colorbar=dict(title="attention")), 1, 1
+    )
     fig.add_trace(go.Heatmap(z=rng.normal(size=(12, 12)), x=LABELS, y=LABELS, zmid=0, texttemplate="%{z:.1f}"), 1, 2)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title="attention <b>patterns</b>")
@@ -35,26 +37,43 @@ def heatmaps() -> go.Figure:
 
 def scatter() -> go.Figure:
     x = np.arange(30)
-    fig = go.Figure([
-        go.Scatter(x=x, y=np.sin(x / 5), mode="lines", name="c0", line=dict(dash="dash")),
-        go.Scatter(x=x, y=np.cos(x / 5), mode="markers", name="c1", marker=dict(color=x, colorscale="Viridis", showscale=True)),
-        go.Scatter(x=[1, 2], y=[0, 0.5], mode="markers+text", text=["a", "b"], name="labels"),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=np.sin(x / 5), mode="lines", name="c0", line=dict(dash="dash")),
+            go.Scatter(
+                x=x,
+                y=np.cos(x / 5),
+                mode="markers",
+                name="c1",
+                marker=dict(color=x, colorscale="Viridis", showscale=True),
+            ),
+            go.Scatter(x=[1, 2], y=[0, 0.5], mode="markers+text", text=["a", "b"], name="labels"),
+        ]
+    )
     fig.update_layout(xaxis_title="step", yaxis_title="loss")
     return fig
 
 
 def scatter3d() -> go.Figure:
     rng = np.random.default_rng(1)
-    fig = go.Figure(go.Scatter3d(x=rng.random(40), y=rng.random(40), z=rng.random(40), mode="markers",
-                                 marker=dict(color=np.arange(40), size=4), name="digits"))
+    fig = go.Figure(
+        go.Scatter3d(
+            x=rng.random(40),
+            y=rng.random(40),
+            z=rng.random(40),
+            mode="markers",
+            marker=dict(color=np.arange(40), size=4),
+            name="digits",
+        )
+    )
     fig.update_layout(scene=dict(xaxis_title="PC1", yaxis_title="PC2", zaxis_title="PC3"), title="geometry")
     return fig
 
 
 def mixed() -> go.Figure:
-    fig = make_subplots(rows=2, cols=2, specs=[[{}, {}], [{}, {"type": "scene"}]],
-                        subplot_titles=["heatmap", "bar", "scatter", "3d"])
+    fig = make_subplots(
+        rows=2, cols=2, specs=[[{}, {}], [{}, {"type": "scene"}]], subplot_titles=["heatmap", "bar", "scatter", "3d"]
+    )
     fig.add_trace(go.Heatmap(z=[[0, 1], [2, 3]], x=["k0", "k1"], y=["q0", "q1"]), 1, 1)
     fig.add_trace(go.Bar(x=["c0", "c1", "c2"], y=[1, 2, 3], name="sft", error_y=dict(array=[0.1, 0.2, 0.1])), 1, 2)
     fig.add_trace(go.Bar(x=["c0", "c1", "c2"], y=[2, 1, 3], name="icot"), 1, 2)

@@ -11,8 +11,18 @@ from mulinterp.training.data import make_batch, removal_offsets, remove_cot, sch
 
 
 def tiny_cfg(**kw):
-    base = dict(digits="2x2", preset="tiny", steps=40, batch=32, telemetry_every=10, eval_every=20,
-                checkpoint_every=20, eval_n=64, epoch_size=320, device="cpu")
+    base = dict(
+        digits="2x2",
+        preset="tiny",
+        steps=40,
+        batch=32,
+        telemetry_every=10,
+        eval_every=20,
+        checkpoint_every=20,
+        eval_n=64,
+        epoch_size=320,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **kw})
 
 

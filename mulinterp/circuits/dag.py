@@ -66,9 +66,13 @@ class Node:
     carries: tuple[Pair, ...] = ()
 
     def to_dict(self, one_based: bool = True) -> dict:
-        return {"id": self.id, "kind": self.kind,
-                "layer": None if self.layer is None else self.layer + (1 if one_based else 0),
-                "index": self.index, "carries": [list(p) for p in self.carries]}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "layer": None if self.layer is None else self.layer + (1 if one_based else 0),
+            "index": self.index,
+            "carries": [list(p) for p in self.carries],
+        }
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,20 @@ class Edge:
 
     def to_dict(self, one_based: bool = True) -> dict:
         off = 1 if one_based else 0
-        d = {"source": self.source, "target": self.target, "kind": self.kind, "carries": [list(p) for p in self.carries]}
+        d = {
+            "source": self.source,
+            "target": self.target,
+            "kind": self.kind,
+            "carries": [list(p) for p in self.carries],
+        }
         if self.kind == "attention":
-            d.update(layer=self.layer + off, head=self.head + off, query_pos=self.query_pos, key_pos=self.key_pos,
-                     weight=round(float(self.weight), 4))
+            d.update(
+                layer=self.layer + off,
+                head=self.head + off,
+                query_pos=self.query_pos,
+                key_pos=self.key_pos,
+                weight=round(float(self.weight), 4),
+            )
         return d
 
 
@@ -118,8 +132,11 @@ class AttentionDAG:
         return next(n for n in self.nodes if n.id == node_id)
 
     def to_dict(self, one_based: bool = True) -> dict:
-        return {"nodes": [n.to_dict(one_based) for n in self.nodes], "edges": [e.to_dict(one_based) for e in self.edges],
-                "threshold": self.threshold}
+        return {
+            "nodes": [n.to_dict(one_based) for n in self.nodes],
+            "edges": [e.to_dict(one_based) for e in self.edges],
+            "threshold": self.threshold,
+        }
 
     def to_networkx(self):
         """A ``networkx.MultiDiGraph`` (parallel edges = several heads between the same nodes)."""
@@ -129,8 +146,17 @@ class AttentionDAG:
         for n in self.nodes:
             g.add_node(n.id, kind=n.kind, layer=n.layer, index=n.index, carries=list(n.carries))
         for e in self.edges:
-            g.add_edge(e.source, e.target, kind=e.kind, layer=e.layer, head=e.head, query_pos=e.query_pos,
-                       key_pos=e.key_pos, weight=e.weight, carries=list(e.carries))
+            g.add_edge(
+                e.source,
+                e.target,
+                kind=e.kind,
+                layer=e.layer,
+                head=e.head,
+                query_pos=e.query_pos,
+                key_pos=e.key_pos,
+                weight=e.weight,
+                carries=list(e.carries),
+            )
         return g
 
 
@@ -294,12 +320,20 @@ def control_edges(dag: AttentionDAG, n_draws: int, seed: int = 0, control: str =
     if dag.pattern is None:
         raise ValueError("a mass-matched control needs the DAG's attention pattern (build it with build_dag)")
     start = dag.task.answer_start("plain")
-    pool = [(l, h, start + kk, p) for l in range(dag.n_layers) for h in range(dag.n_heads)
-            for kk in range(dag.task.n_c) for p in range(start + kk + 1) if (l, h, start + kk, p) not in in_dag]
+    pool = [
+        (l, h, start + kk, p)
+        for l in range(dag.n_layers)
+        for h in range(dag.n_heads)
+        for kk in range(dag.task.n_c)
+        for p in range(start + kk + 1)
+        if (l, h, start + kk, p) not in in_dag
+    ]
     weight = torch.tensor([float(dag.pattern[e]) for e in pool]).clamp_min(1e-12)
     k = min(k, len(pool))
-    return [[pool[i] for i in torch.multinomial(weight, k, replacement=False, generator=gen).tolist()]
-            for _ in range(n_draws)]
+    return [
+        [pool[i] for i in torch.multinomial(weight, k, replacement=False, generator=gen).tolist()]
+        for _ in range(n_draws)
+    ]
 
 
 @torch.no_grad()

@@ -156,7 +156,9 @@ def _check_site(m: MulModel, layer: int, head: int, position: int) -> None:
 
 
 @torch.no_grad()
-def head_output(m: MulModel, tokens: Int[Tensor, "batch seq"], layer: int, head: int, pos: int) -> Float[Tensor, "batch d_model"]:
+def head_output(
+    m: MulModel, tokens: Int[Tensor, "batch seq"], layer: int, head: int, pos: int
+) -> Float[Tensor, "batch d_model"]:
     """What one head writes into the residual stream at ``pos``: ``z @ W_O`` (bias excluded)."""
     name = hook_name("z", layer)
     # stop_at_layer: the blocks after this one cannot change its output, so skip them
@@ -178,11 +180,18 @@ class MinkowskiResult:
 
     def to_dict(self, one_based: bool = True) -> dict:
         off = 1 if one_based else 0
-        return {"layer": self.layer + off, "head": self.head + off, "position": self.position,
-                "digits": list(self.digits), "additive_r2": round(self.fit.additive_r2, 4),
-                "interaction_r2": round(self.fit.interaction_r2, 4), "first_r2": round(self.fit.first_r2, 4),
-                "second_r2": round(self.fit.second_r2, 4), "explained": [round(float(x), 4) for x in self.explained],
-                "n": self.fit.n}
+        return {
+            "layer": self.layer + off,
+            "head": self.head + off,
+            "position": self.position,
+            "digits": list(self.digits),
+            "additive_r2": round(self.fit.additive_r2, 4),
+            "interaction_r2": round(self.fit.interaction_r2, 4),
+            "first_r2": round(self.fit.first_r2, 4),
+            "second_r2": round(self.fit.second_r2, 4),
+            "explained": [round(float(x), 4) for x in self.explained],
+            "n": self.fit.n,
+        }
 
 
 def minkowski(
@@ -211,8 +220,9 @@ def minkowski(
     tokens = task.encode(a, b, "plain")[:, :-1]
     out = head_output(m, tokens, layer, head, task.answer_position(position))
     coords, explained = pca(out)
-    return MinkowskiResult(layer, head, position, tuple(digits), values, coords, explained,
-                           additive_fit(out, values[:, 0], values[:, 1]))
+    return MinkowskiResult(
+        layer, head, position, tuple(digits), values, coords, explained, additive_fit(out, values[:, 0], values[:, 1])
+    )
 
 
 @dataclass(frozen=True)
@@ -241,8 +251,14 @@ def best_pair_head(table: HeadTable) -> PairCandidate:
     w_b, j_best = att.b_mass.max(-1)
     flat = int(torch.minimum(w_a, w_b).flatten().argmax())
     layer, head, k = (int(x) for x in torch.unravel_index(torch.tensor(flat), w_a.shape))
-    return PairCandidate(layer, head, k, (int(i_best[layer, head, k]), int(j_best[layer, head, k])),
-                         (float(w_a[layer, head, k]), float(w_b[layer, head, k])), False)
+    return PairCandidate(
+        layer,
+        head,
+        k,
+        (int(i_best[layer, head, k]), int(j_best[layer, head, k])),
+        (float(w_a[layer, head, k]), float(w_b[layer, head, k])),
+        False,
+    )
 
 
 def minkowski_best(m: MulModel, table: HeadTable, n: int = 1000, seed: int = 0, split: str = "test") -> MinkowskiResult:
@@ -343,19 +359,27 @@ class FourierResult:
     def prism_parity_corr(self) -> list[float]:
         """Correlation of each principal component with the parity (−1)^c_k: the prism's k=5 axis."""
         parity = (1 - 2 * (self.prism_digit % 2)).float()
-        return [float(torch.corrcoef(torch.stack([self.prism_coords[:, i], parity]))[0, 1])
-                for i in range(self.prism_coords.shape[1])]
+        return [
+            float(torch.corrcoef(torch.stack([self.prism_coords[:, i], parity]))[0, 1])
+            for i in range(self.prism_coords.shape[1])
+        ]
 
     def to_dict(self) -> dict:
-        return {"fourier_r2": {k: _num(v) for k, v in self.r2.items()},
-                "fourier_cumulative": {o: {s: _num(v) for s, v in c.items()} for o, c in self.cumulative.items()},
-                "prism": {"position": self.prism_position,
-                          "explained": [round(float(x), 4) for x in self.prism_explained],
-                          "parity_corr": [_num(x) for x in self.prism_parity_corr]}}
+        return {
+            "fourier_r2": {k: _num(v) for k, v in self.r2.items()},
+            "fourier_cumulative": {o: {s: _num(v) for s, v in c.items()} for o, c in self.cumulative.items()},
+            "prism": {
+                "position": self.prism_position,
+                "explained": [round(float(x), 4) for x in self.prism_explained],
+                "parity_corr": [_num(x) for x in self.prism_parity_corr],
+            },
+        }
 
 
 @torch.no_grad()
-def fourier_analysis(m: MulModel, n: int = 256, seed: int = 0, split: str = "test", prism_position: int = 2) -> FourierResult:
+def fourier_analysis(
+    m: MulModel, n: int = 256, seed: int = 0, split: str = "test", prism_position: int = 2
+) -> FourierResult:
     """Fourier R² of the four digit objects, the cumulative curves, and the prism PCA."""
     task = m.task
     prism_position = min(prism_position, task.n_c - 1)

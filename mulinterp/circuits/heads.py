@@ -130,7 +130,9 @@ def attention_by_timestep(
     names = [hook_name("pattern", layer) for layer in range(m.n_layers)]
     total = None
     for lo in range(0, len(tokens), batch_size):
-        _, cache = m.model.run_with_cache(tokens[lo : lo + batch_size].to(device), names_filter=lambda name: name in names)
+        _, cache = m.model.run_with_cache(
+            tokens[lo : lo + batch_size].to(device), names_filter=lambda name: name in names
+        )
         summed = torch.stack([cache[name].float().sum(0) for name in names]).cpu()
         total = summed if total is None else total + summed
     assert total is not None, "no problems given"
@@ -215,8 +217,17 @@ def classify_heads(att: TimestepAttention, min_mass: float = 0.5, min_weight: fl
                 if layer >= 1 and float(prev_total[layer, head, k]) >= min_mass:
                     w = prev[layer, head, k]
                     order = [int(p) for p in torch.argsort(w, descending=True) if float(w[p]) >= min_weight]
-                    rows.append(HeadRow(layer, head, k, "retrieve", tuple(f"c{p}" for p in order),
-                                        tuple(float(w[p]) for p in order), float(prev_total[layer, head, k])))
+                    rows.append(
+                        HeadRow(
+                            layer,
+                            head,
+                            k,
+                            "retrieve",
+                            tuple(f"c{p}" for p in order),
+                            tuple(float(w[p]) for p in order),
+                            float(prev_total[layer, head, k]),
+                        )
+                    )
                     continue
                 row = att.answer[layer, head, k]
                 order = [int(p) for p in torch.argsort(row, descending=True) if float(row[p]) >= min_weight]
@@ -224,8 +235,17 @@ def classify_heads(att: TimestepAttention, min_mass: float = 0.5, min_weight: fl
                 weights = tuple(float(row[p]) for p in order)
                 if float(operand_mass[layer, head, k]) >= min_mass:
                     ops = [p for p in order if p in task.operand_positions]
-                    rows.append(HeadRow(layer, head, k, "operand", tuple(names[p] for p in ops),
-                                        tuple(float(row[p]) for p in ops), float(operand_mass[layer, head, k])))
+                    rows.append(
+                        HeadRow(
+                            layer,
+                            head,
+                            k,
+                            "operand",
+                            tuple(names[p] for p in ops),
+                            tuple(float(row[p]) for p in ops),
+                            float(operand_mass[layer, head, k]),
+                        )
+                    )
                 else:
                     rows.append(HeadRow(layer, head, k, "other", targets, weights, float(row.max())))
     return rows

@@ -188,7 +188,9 @@ def prepare(
     clean_logits, cache = model.run_with_cache(clean.to(device), names_filter=lambda name: name in names)
     clean_logits = clean_logits[:, pos]
     resid_names = [hook_name("resid_pre", l) for l in range(m.n_layers)]
-    corrupted_logits, corrupted_cache = model.run_with_cache(corrupted.to(device), names_filter=lambda name: name in resid_names)
+    corrupted_logits, corrupted_cache = model.run_with_cache(
+        corrupted.to(device), names_filter=lambda name: name in resid_names
+    )
     corrupted_logits = corrupted_logits[:, pos]
     if answer == "predicted":
         t, t_prime = clean_logits.argmax(-1).cpu(), corrupted_logits.argmax(-1).cpu()
@@ -225,7 +227,9 @@ def _mask_hook(clean: Tensor, mask: Bool[Tensor, "variant ..."]):
 
 
 @torch.no_grad()
-def run_patches(setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_size: int = 2048) -> Float[Tensor, "variant n_c"]:
+def run_patches(
+    setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_size: int = 2048
+) -> Float[Tensor, "variant n_c"]:
     """The normalised effect of each variant (a list of sites patched together) at each ``c_k``.
 
     The generic engine behind every sweep: ``batch_size`` bounds the sequences per forward.
@@ -242,7 +246,9 @@ def run_patches(setup: PatchSetup, variants: Sequence[Sequence[Site]], batch_siz
             if s.position is not None and not 0 <= s.position < seq:
                 raise ValueError(f"position {s.position} is out of range: sequences have positions 0–{seq - 1}")
             if s.head is not None and (not s.hook.endswith(HEAD_HOOK) or not 0 <= s.head < n_heads):
-                raise ValueError(f"head {s.head} is invalid for {s.hook!r}: heads 0–{n_heads - 1} exist on attn.hook_z only")
+                raise ValueError(
+                    f"head {s.head} is invalid for {s.hook!r}: heads 0–{n_heads - 1} exist on attn.hook_z only"
+                )
     # A patch in layer l leaves layers < l exactly as in the corrupted run, so each variant's
     # forward starts at its first patched layer, from the corrupted run's residual stream.
     first_layer = [min((hook_layer(s.hook) for s in sites), default=n_layers - 1) for sites in variants]
@@ -343,7 +349,11 @@ def patch_head_positions(setup: PatchSetup, batch_size: int = 2048) -> PatchResu
         [Site(hook_name(HEAD_HOOK, l), p, h)] for l in range(n_layers) for h in range(n_heads) for p in range(seq)
     ]
     effect = run_patches(setup, variants, batch_size)
-    labels = [[f"L{l + 1}" for l in range(n_layers)], [f"H{h + 1}" for h in range(n_heads)], setup.task.token_labels()[:seq]]
+    labels = [
+        [f"L{l + 1}" for l in range(n_layers)],
+        [f"H{h + 1}" for h in range(n_heads)],
+        setup.task.token_labels()[:seq],
+    ]
     return _result(setup, effect, labels)
 
 
@@ -365,9 +375,13 @@ def patch_head(
     """
     n_layers, n_heads = m.n_layers, m.n_heads
     if not 0 <= layer < n_layers:
-        raise ValueError(f"layer {layer} is out of range: this model has layers 0–{n_layers - 1} (TransformerLens numbering)")
+        raise ValueError(
+            f"layer {layer} is out of range: this model has layers 0–{n_layers - 1} (TransformerLens numbering)"
+        )
     if not 0 <= head < n_heads:
-        raise ValueError(f"head {head} is out of range: this model has heads 0–{n_heads - 1} (TransformerLens numbering)")
+        raise ValueError(
+            f"head {head} is out of range: this model has heads 0–{n_heads - 1} (TransformerLens numbering)"
+        )
     tok = _answer_token_position(m.task, position)
     setup = setup or prepare(m, corrupt=corrupt, n=n, seed=seed, split=split)
     effect = run_patches(setup, [[Site(hook_name(HEAD_HOOK, layer), tok, head)]])

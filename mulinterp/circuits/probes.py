@@ -102,7 +102,9 @@ def ridge_fit_cv(
     return w, b, torch.tensor(alphas)[best]
 
 
-def ridge_predict(x: Float[Tensor, "... n d"], w: Float[Tensor, "... d"], b: Float[Tensor, "..."]) -> Float[Tensor, "... n"]:
+def ridge_predict(
+    x: Float[Tensor, "... n d"], w: Float[Tensor, "... d"], b: Float[Tensor, "..."]
+) -> Float[Tensor, "... n"]:
     return (x.float() @ w[..., None])[..., 0] + b[..., None]
 
 

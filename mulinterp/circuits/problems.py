@@ -52,8 +52,7 @@ def parse_operand_digit(task: MulTask, spec: str) -> int:
     if len(s) >= 2 and s[0] in "ab" and s[1:].isdigit():
         n = task.n_a if s[0] == "a" else task.n_b
         raise ValueError(
-            f"operand digit {spec!r} is out of range for the {task.name} task: "
-            f"{s[0]} has digits {s[0]}0–{s[0]}{n - 1}"
+            f"operand digit {spec!r} is out of range for the {task.name} task: {s[0]} has digits {s[0]}0–{s[0]}{n - 1}"
         )
     raise ValueError(f"unknown operand digit {spec!r}: use a0–a{task.n_a - 1} or b0–b{task.n_b - 1}")
 

@@ -12,10 +12,14 @@ def _fmt_status(st: dict) -> str:
     digits = " ".join(f"{x:.2f}".lstrip("0") if x < 1 else "1.0" for x in st["val_per_digit"] or [])
     cot = f"{st['cot_left']}" if st["regime"] == "icot" else "–"
     hours = st["wall_s"] / 3600
-    devices = ",".join("CPU" if d == "cpu" else d.replace("NVIDIA ", "").split(" ")[0] for d in st["wall_by_device"]) or "–"
+    devices = (
+        ",".join("CPU" if d == "cpu" else d.replace("NVIDIA ", "").split(" ")[0] for d in st["wall_by_device"]) or "–"
+    )
     ex = f"{st['examples'] / 1e6:.1f}M"
-    return (f"{st['name']:<12} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "
-            f"{exact:>7}  {digits:<40} {hours:5.2f} h {devices:<8} {st['state']}")
+    return (
+        f"{st['name']:<12} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "
+        f"{exact:>7}  {digits:<40} {hours:5.2f} h {devices:<8} {st['state']}"
+    )
 
 
 def cmd_status(args) -> int:
@@ -26,8 +30,10 @@ def cmd_status(args) -> int:
     if args.json:
         emit_json(rows)
         return 0
-    print(f"{'run':<12} {'task':<4} {'reg':<4} {'width':<5} {'step':>7} {'exampl':>7} {'cot':>4} {'val ex':>7}  "
-          f"{'val per digit c0…':<40} {'wall':>7} {'devices':<8} state")
+    print(
+        f"{'run':<12} {'task':<4} {'reg':<4} {'width':<5} {'step':>7} {'exampl':>7} {'cot':>4} {'val ex':>7}  "
+        f"{'val per digit c0…':<40} {'wall':>7} {'devices':<8} state"
+    )
     for st in rows:
         print(_fmt_status(st) + ("" if st["active"] else " (inactive)"))
     return 0
@@ -41,8 +47,14 @@ def cmd_run(args) -> int:
     if args.workers <= 0:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     budget = args.budget * 60 if args.minutes else args.budget
-    statuses = run_campaign(args.root, budget, workers=args.workers, device=args.device, names=args.run or None,
-                            report_every=args.report_every)
+    statuses = run_campaign(
+        args.root,
+        budget,
+        workers=args.workers,
+        device=args.device,
+        names=args.run or None,
+        report_every=args.report_every,
+    )
     for st in statuses:
         print(_fmt_status(st))
     return 0
@@ -55,8 +67,10 @@ def cmd_cooldown(args) -> int:
     m = cooldown(run, args.steps, args.out, device=args.device, progress=not args.quiet)
     val = m.meta["metrics"].get("val", {})
     out = args.out or run.folder / "cooldown.safetensors"
-    print(f"wrote {out} after {m.meta['steps']} steps; val exact match {val.get('exact_match', float('nan')):.4f}, "
-          f"per digit {val.get('per_digit')}")
+    print(
+        f"wrote {out} after {m.meta['steps']} steps; val exact match {val.get('exact_match', float('nan')):.4f}, "
+        f"per digit {val.get('per_digit')}"
+    )
     return 0
 
 
@@ -66,9 +80,11 @@ def cmd_promote(args) -> int:
     if args.force and not args.reason:
         raise CLIError("--force needs --reason (it is recorded in the manifest)")
     entry = promote(args.checkpoint, args.name, n=args.n, seed=args.seed, force=args.force, reason=args.reason or "")
-    print(f"bundled {args.checkpoint} as {args.name}: test exact match {100 * entry['test_exact_match']:.2f}% "
-          f"on {args.n} problems (seed {args.seed})"
-          + (f"; replaced {100 * entry['replaced']['test_exact_match']:.2f}%" if "replaced" in entry else ""))
+    print(
+        f"bundled {args.checkpoint} as {args.name}: test exact match {100 * entry['test_exact_match']:.2f}% "
+        f"on {args.n} problems (seed {args.seed})"
+        + (f"; replaced {100 * entry['replaced']['test_exact_match']:.2f}%" if "replaced" in entry else "")
+    )
     if args.readme and update_readme(args.readme):
         print(f"updated the bundled-models table in {args.readme}")
     return 0
@@ -85,12 +101,15 @@ def cmd_readme(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("campaign", help="the training campaign: status, run, cooldown, promote",
-                       description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
-                       "listed in runs/campaign.json in priority order). `status` prints the table without "
-                       "training; `run` continues the unfinished runs in the background of a session; `cooldown` "
-                       "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
-                       "bundled model of its name. See docs/training-runs/campaign.md.")
+    p = sub.add_parser(
+        "campaign",
+        help="the training campaign: status, run, cooldown, promote",
+        description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
+        "listed in runs/campaign.json in priority order). `status` prints the table without "
+        "training; `run` continues the unfinished runs in the background of a session; `cooldown` "
+        "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
+        "bundled model of its name. See docs/training-runs/campaign.md.",
+    )
     p.add_argument("--root", default="runs", type=Path, help="campaign folder (default runs/)")
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
 
@@ -98,12 +117,17 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_status)
 
-    q = csub.add_parser("run", help="continue every unfinished active run within a wall-clock budget",
-                        description="Continue the first unfinished active runs (priority order of campaign.json), "
-                        "one `mulinterp train --resume` process per worker (one thread each on CPU); each stops with "
-                        "its state saved before the budget ends; a worker whose run finishes takes the next one. "
-                        "Prints a progress line per run every --report-every seconds.")
-    q.add_argument("--budget", type=float, required=True, help="wall-clock budget in seconds (or minutes with --minutes)")
+    q = csub.add_parser(
+        "run",
+        help="continue every unfinished active run within a wall-clock budget",
+        description="Continue the first unfinished active runs (priority order of campaign.json), "
+        "one `mulinterp train --resume` process per worker (one thread each on CPU); each stops with "
+        "its state saved before the budget ends; a worker whose run finishes takes the next one. "
+        "Prints a progress line per run every --report-every seconds.",
+    )
+    q.add_argument(
+        "--budget", type=float, required=True, help="wall-clock budget in seconds (or minutes with --minutes)"
+    )
     q.add_argument("--minutes", action="store_true", help="--budget is in minutes")
     q.add_argument("--workers", type=int, default=2, help="runs trained at once (default 2: one per core)")
     q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -111,10 +135,13 @@ def register(sub) -> None:
     q.add_argument("--report-every", type=float, default=300, help="seconds between progress lines (default 300)")
     q.set_defaults(func=cmd_run)
 
-    q = csub.add_parser("cooldown", help="branch a run: N steps with the lr falling linearly to min_lr_frac·lr",
-                        description="Write a cool-down branch of RUN (default runs/RUN/cooldown.safetensors): N more "
-                        "steps from its latest state with the learning rate decaying linearly to min_lr_frac·lr. The "
-                        "run itself is not changed, so it can keep training at its constant rate.")
+    q = csub.add_parser(
+        "cooldown",
+        help="branch a run: N steps with the lr falling linearly to min_lr_frac·lr",
+        description="Write a cool-down branch of RUN (default runs/RUN/cooldown.safetensors): N more "
+        "steps from its latest state with the learning rate decaying linearly to min_lr_frac·lr. The "
+        "run itself is not changed, so it can keep training at its constant rate.",
+    )
     q.add_argument("run", metavar="RUN")
     q.add_argument("--steps", type=int, required=True, help="cool-down steps")
     q.add_argument("--out", type=Path, help="checkpoint to write")
@@ -122,11 +149,14 @@ def register(sub) -> None:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_cooldown)
 
-    q = csub.add_parser("promote", help="bundle a checkpoint as NAME if it beats the bundled NAME on the test split",
-                        description="Evaluate CHECKPOINT on --n fresh test-split problems (seed --seed); if its exact "
-                        "match beats the bundled model NAME (or there is none, or --force), copy it into "
-                        "mulinterp/checkpoints/ with its telemetry and record checksum, accuracy, recipe and cost in "
-                        "the manifest.")
+    q = csub.add_parser(
+        "promote",
+        help="bundle a checkpoint as NAME if it beats the bundled NAME on the test split",
+        description="Evaluate CHECKPOINT on --n fresh test-split problems (seed --seed); if its exact "
+        "match beats the bundled model NAME (or there is none, or --force), copy it into "
+        "mulinterp/checkpoints/ with its telemetry and record checksum, accuracy, recipe and cost in "
+        "the manifest.",
+    )
     q.add_argument("checkpoint", metavar="CHECKPOINT")
     q.add_argument("--as", dest="name", required=True, metavar="NAME", help="bundled name, e.g. icot-3x3")
     q.add_argument("--n", type=int, default=10_000, help="test problems (default 10000)")

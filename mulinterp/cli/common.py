@@ -20,11 +20,19 @@ def emit_json(obj: Any) -> None:
 
 def add_model_arg(p, multiple: bool = False) -> None:
     if multiple:
-        p.add_argument("--model", action="append", metavar="NAME|FILE",
-                       help=f"bundled model name or checkpoint file (repeatable; default {DEFAULT_MODEL})")
+        p.add_argument(
+            "--model",
+            action="append",
+            metavar="NAME|FILE",
+            help=f"bundled model name or checkpoint file (repeatable; default {DEFAULT_MODEL})",
+        )
     else:
-        p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE",
-                       help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL})")
+        p.add_argument(
+            "--model",
+            default=DEFAULT_MODEL,
+            metavar="NAME|FILE",
+            help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL})",
+        )
 
 
 def add_analysis_args(p, n: int = 256, multiple_models: bool = False) -> None:

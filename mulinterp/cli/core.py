@@ -41,8 +41,15 @@ def cmd_show(args) -> int:
         "c": gt.c[0].tolist(),
     }
     if args.json:
-        emit_json({"task": task.name, "tokens": task.decode(tokens).split(), "ids": tokens.tolist(),
-                   "partial_products": gt.partial_products[0].tolist(), **table})
+        emit_json(
+            {
+                "task": task.name,
+                "tokens": task.decode(tokens).split(),
+                "ids": tokens.tolist(),
+                "partial_products": gt.partial_products[0].tolist(),
+                **table,
+            }
+        )
         return 0
     print(task.decode(tokens))
     if args.format is not None:
@@ -63,20 +70,39 @@ def cmd_models(args) -> int:
     rows = []
     for name, info in list_pretrained().items():
         cost = info.get("training_cost", {})
-        rows.append({"name": name, "source": "bundled", "task": info.get("digits") or name.rsplit("-", 1)[-1],
-                     "regime": info.get("regime"), "d_model": info.get("d_model"), "steps": info.get("steps"),
-                     "batch": info.get("batch"), "exact_match": info.get("test_exact_match"),
-                     "per_digit": info.get("test_per_digit"),
-                     "cost": f"{cost.get('device', '?')}, {cost.get('wall_seconds', '?')} s"})
+        rows.append(
+            {
+                "name": name,
+                "source": "bundled",
+                "task": info.get("digits") or name.rsplit("-", 1)[-1],
+                "regime": info.get("regime"),
+                "d_model": info.get("d_model"),
+                "steps": info.get("steps"),
+                "batch": info.get("batch"),
+                "exact_match": info.get("test_exact_match"),
+                "per_digit": info.get("test_per_digit"),
+                "cost": f"{cost.get('device', '?')}, {cost.get('wall_seconds', '?')} s",
+            }
+        )
     for path in args.files or []:
         md = read_metadata(path)
         metrics = md.get("metrics", {})
         res = metrics.get("test") or metrics.get("val") or {}
         cost = md.get("training_cost", {})
-        rows.append({"name": path, "source": "file", "task": f"{md['task']['n_a']}x{md['task']['n_b']}",
-                     "regime": md.get("regime"), "d_model": md["model"]["d_model"], "steps": md.get("steps"),
-                     "batch": md.get("batch"), "exact_match": res.get("exact_match"), "per_digit": res.get("per_digit"),
-                     "cost": f"{cost.get('device', '?')}, {cost.get('wall_seconds', '?')} s"})
+        rows.append(
+            {
+                "name": path,
+                "source": "file",
+                "task": f"{md['task']['n_a']}x{md['task']['n_b']}",
+                "regime": md.get("regime"),
+                "d_model": md["model"]["d_model"],
+                "steps": md.get("steps"),
+                "batch": md.get("batch"),
+                "exact_match": res.get("exact_match"),
+                "per_digit": res.get("per_digit"),
+                "cost": f"{cost.get('device', '?')}, {cost.get('wall_seconds', '?')} s",
+            }
+        )
     if args.json:
         emit_json(rows)
         return 0
@@ -87,18 +113,25 @@ def cmd_models(args) -> int:
     for r in rows:
         em = "?" if r["exact_match"] is None else f"{100 * r['exact_match']:.2f}%"
         steps, batch = ("?" if r[k] is None else r[k] for k in ("steps", "batch"))  # imported models have neither
-        print(f"{r['name']:<28} {r['task']:<5} {r['regime'] or '?':<6} {r['d_model']:>5} {steps:>7} {batch:>5} {em:>7}  {r['cost']}")
+        print(
+            f"{r['name']:<28} {r['task']:<5} {r['regime'] or '?':<6} {r['d_model']:>5} {steps:>7} {batch:>5} {em:>7}  {r['cost']}"
+        )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("show", help="print a problem's tokens (and its partial products, s_k, carries, ĉ_k)",
-                       description="Print the token sequence of A × B. With --format deng: exactly the Deng-format "
-                       "line INPUT||COT #### ANSWER. Without --format: also a table of the partial products, "
-                       "diagonal sums s_k, carries r_k and running sums ĉ_k. Digit counts follow the operands.")
+    p = sub.add_parser(
+        "show",
+        help="print a problem's tokens (and its partial products, s_k, carries, ĉ_k)",
+        description="Print the token sequence of A × B. With --format deng: exactly the Deng-format "
+        "line INPUT||COT #### ANSWER. Without --format: also a table of the partial products, "
+        "diagonal sums s_k, carries r_k and running sums ĉ_k. Digit counts follow the operands.",
+    )
     p.add_argument("a", help="first operand (1–8 digits, no leading zero)")
     p.add_argument("b", help="second operand")
-    p.add_argument("--format", choices=["plain", "cot", "deng"], help="plain or cot token layout, or the Deng text line")
+    p.add_argument(
+        "--format", choices=["plain", "cot", "deng"], help="plain or cot token layout, or the Deng text line"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_show)
 

@@ -52,18 +52,30 @@ def cmd_attribute(args) -> int:
 
         save_figure(attribution_figure({m.name: att}), args.out)
     if args.json:
-        emit_json({"model": m.name, "n": att.n, "rows": att.rows, "cols": att.cols,
-                   "matrix": [[_num(v) for v in row] for row in att.matrix.tolist()],
-                   "sem": [[_num(v) for v in row] for row in att.sem.tolist()], "summary": summary})
+        emit_json(
+            {
+                "model": m.name,
+                "n": att.n,
+                "rows": att.rows,
+                "cols": att.cols,
+                "matrix": [[_num(v) for v in row] for row in att.matrix.tolist()],
+                "sem": [[_num(v) for v in row] for row in att.sem.tolist()],
+                "summary": summary,
+            }
+        )
         return 0
-    print(f"{m.name}: mean drop in the {args.target} c_k token's logit when one operand digit changes "
-          f"({att.n} problems, teacher-forced, {args.prefix} answer prefix)")
+    print(
+        f"{m.name}: mean drop in the {args.target} c_k token's logit when one operand digit changes "
+        f"({att.n} problems, teacher-forced, {args.prefix} answer prefix)"
+    )
     print("      " + " ".join(f"{c:>6s}" for c in att.cols))
     for name, row in zip(att.rows, att.matrix.tolist()):
         print(f"  {name:3s} " + " ".join(_fmt(v) for v in row))
     ks = middle_digits(m.task)
-    print(f"mean Δlogit over c{ks[0]}–c{ks[-1]}: cells c_k depends on (i ≤ k / j ≤ k) {summary['dependent']:.3f}, "
-          f"cells it does not {_fmt(summary['independent'], 0, 3).strip()}")
+    print(
+        f"mean Δlogit over c{ks[0]}–c{ks[-1]}: cells c_k depends on (i ≤ k / j ≤ k) {summary['dependent']:.3f}, "
+        f"cells it does not {_fmt(summary['independent'], 0, 3).strip()}"
+    )
     return 0
 
 
@@ -85,12 +97,24 @@ def cmd_dla(args) -> int:
         save_figure(dla_figure(d, k, top=args.top), args.out)
     logit, diff = float(d.model_logit[:, k].mean()), float(d.model_logit_diff[:, k].mean())
     if args.json:
-        emit_json({"model": m.name, "n": args.n, "position": k, "target": args.target,
-                   "model_logit": _num(logit), "model_logit_diff": _num(diff),
-                   "components": [{"name": n, "label": _component_label(n), "logit": _num(a), "logit_diff": _num(b)}
-                                  for n, a, b in ranked],
-                   "sources": [{"layer": l + 1, "head": h + 1, "label": head_label(l, h), "source": s, "logit_diff": _num(v)}
-                               for l, h, s, v in sources]})
+        emit_json(
+            {
+                "model": m.name,
+                "n": args.n,
+                "position": k,
+                "target": args.target,
+                "model_logit": _num(logit),
+                "model_logit_diff": _num(diff),
+                "components": [
+                    {"name": n, "label": _component_label(n), "logit": _num(a), "logit_diff": _num(b)}
+                    for n, a, b in ranked
+                ],
+                "sources": [
+                    {"layer": l + 1, "head": h + 1, "label": head_label(l, h), "source": s, "logit_diff": _num(v)}
+                    for l, h, s, v in sources
+                ],
+            }
+        )
         return 0
     print(f"{m.name}: direct logit attribution at c{k} ({args.n} problems, {args.target} digit vs the runner-up token)")
     print(f"  model: mean logit {logit:.3f}, mean logit difference {diff:.3f}  (the components below sum to these)")
@@ -111,7 +135,9 @@ def _parse_patch_position(text: str, n_c: int) -> int | None:
     try:
         k = int(text.lstrip("c"))
     except ValueError:
-        raise CLIError(f"--position must be an answer position 0–{n_c - 1} (or c0–c{n_c - 1}) or 'all', got {text!r}") from None
+        raise CLIError(
+            f"--position must be an answer position 0–{n_c - 1} (or c0–c{n_c - 1}) or 'all', got {text!r}"
+        ) from None
     return parse_position(k, n_c)
 
 
@@ -135,12 +161,23 @@ def cmd_patch(args) -> int:
 
             save_figure(patching_figure(res, title=f"Patching {head_label(layer, head)} at {where}"), args.out)
         if args.json:
-            emit_json({"model": m.name, "layer": layer + 1, "head": head + 1, "label": head_label(layer, head),
-                       "position": "all" if position is None else position, "corrupt": args.corrupt,
-                       "effect": [_num(v) for v in effect], "n_valid": n_valid})
+            emit_json(
+                {
+                    "model": m.name,
+                    "layer": layer + 1,
+                    "head": head + 1,
+                    "label": head_label(layer, head),
+                    "position": "all" if position is None else position,
+                    "corrupt": args.corrupt,
+                    "effect": [_num(v) for v in effect],
+                    "n_valid": n_valid,
+                }
+            )
             return 0
-        print(f"{m.name}: patching {head_label(layer, head)} at {where} from clean into corrupted runs "
-              f"(corrupt {args.corrupt}, {args.n} pairs); 0 = corrupted, 1 = clean")
+        print(
+            f"{m.name}: patching {head_label(layer, head)} at {where} from clean into corrupted runs "
+            f"(corrupt {args.corrupt}, {args.n} pairs); 0 = corrupted, 1 = clean"
+        )
         for k, (v, nv) in enumerate(zip(effect, n_valid)):
             note = "  (no pair changes this digit)" if nv == 0 else f"  ({nv} pairs differ)"
             print(f"  c{k}: {_fmt(v)}{note}")
@@ -156,15 +193,27 @@ def cmd_patch(args) -> int:
     if args.out:
         from mulinterp.viz.dependencies import patching_figure
 
-        save_figure(patching_figure(res, title=f"Patching each head's output at {where} (corrupt {args.corrupt})"), args.out)
+        save_figure(
+            patching_figure(res, title=f"Patching each head's output at {where} (corrupt {args.corrupt})"), args.out
+        )
     if args.json:
-        emit_json({"model": m.name, "corrupt": args.corrupt, "position": "all" if position is None else position,
-                   "rows": [f"L{l + 1}H{h + 1}" for l, h in rows], "labels": [head_label(l, h) for l, h in rows],
-                   "cols": res.labels[-1], "matrix": [[_num(v) for v in row] for row in matrix.tolist()],
-                   "n_valid": n_valid})
+        emit_json(
+            {
+                "model": m.name,
+                "corrupt": args.corrupt,
+                "position": "all" if position is None else position,
+                "rows": [f"L{l + 1}H{h + 1}" for l, h in rows],
+                "labels": [head_label(l, h) for l, h in rows],
+                "cols": res.labels[-1],
+                "matrix": [[_num(v) for v in row] for row in matrix.tolist()],
+                "n_valid": n_valid,
+            }
+        )
         return 0
-    print(f"{m.name}: patching each head's output at {where} (corrupt {args.corrupt}, {args.n} pairs); "
-          f"0 = corrupted, 1 = clean")
+    print(
+        f"{m.name}: patching each head's output at {where} (corrupt {args.corrupt}, {args.n} pairs); "
+        f"0 = corrupted, 1 = clean"
+    )
     print("        " + " ".join(f"{c:>6s}" for c in res.labels[-1]))
     for (l, h), row in zip(rows, matrix.tolist()):
         print(f"  L{l + 1}H{h + 1}  " + " ".join(_fmt(v) for v in row))
@@ -204,15 +253,28 @@ def cmd_probe(args) -> int:
                 r.site_index(site)  # ValueError naming the probed sites
         save_figure(probe_scatter(results, site=site, ks=range(min(2, n_c - 1), min(7, n_c))), args.out)
     if args.json:
-        emit_json({"target": args.target, "n_train": args.n_train, "n_test": args.n, "models": {
-            name: {"sites": r.sites, "positions": r.positions,
-                   "mae": [[_num(v) for v in row] for row in r.mae.tolist()],
-                   "r2": [[_num(v) for v in row] for row in r.r2.tolist()]}
-            for name, r in results.items()}})
+        emit_json(
+            {
+                "target": args.target,
+                "n_train": args.n_train,
+                "n_test": args.n,
+                "models": {
+                    name: {
+                        "sites": r.sites,
+                        "positions": r.positions,
+                        "mae": [[_num(v) for v in row] for row in r.mae.tolist()],
+                        "r2": [[_num(v) for v in row] for row in r.r2.tolist()],
+                    }
+                    for name, r in results.items()
+                },
+            }
+        )
         return 0
     for name, r in results.items():
-        print(f"{name}: ridge probes for {args.target} (fit on {args.n_train} train problems, "
-              f"scored on {args.n} test problems)")
+        print(
+            f"{name}: ridge probes for {args.target} (fit on {args.n_train} train problems, "
+            f"scored on {args.n} test problems)"
+        )
         width = max(len(s) for s in r.sites)
         for what, table in (("MAE", r.mae), ("R²", r.r2)):
             print(f"  {what:{width}s}  " + " ".join(f"{p:>6s}" for p in r.positions))
@@ -222,12 +284,22 @@ def cmd_probe(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("attribute", help="counterfactual logit attribution: operand digit × answer digit heatmap")
+    p = subparsers.add_parser(
+        "attribute", help="counterfactual logit attribution: operand digit × answer digit heatmap"
+    )
     add_analysis_args(p, n=128)
-    p.add_argument("--target", choices=("predicted", "true"), default="predicted",
-                   help="track the token the model predicts on the clean run (default) or the true c_k")
-    p.add_argument("--prefix", choices=("clean", "own"), default="clean",
-                   help="answer prefix of the corrupted run: the clean problem's (default; one token differs) or its own")
+    p.add_argument(
+        "--target",
+        choices=("predicted", "true"),
+        default="predicted",
+        help="track the token the model predicts on the clean run (default) or the true c_k",
+    )
+    p.add_argument(
+        "--prefix",
+        choices=("clean", "own"),
+        default="clean",
+        help="answer prefix of the corrupted run: the clean problem's (default; one token differs) or its own",
+    )
     p.set_defaults(func=cmd_attribute)
 
     p = subparsers.add_parser("dla", help="direct logit attribution of c_K to embeddings, heads, MLPs")
@@ -235,25 +307,51 @@ def register(subparsers) -> None:
     p.add_argument("--position", type=int, default=2, help="answer position K, i.e. the digit c_K (default 2)")
     p.add_argument("--top", type=int, default=10, help="components to list (default 10)")
     p.add_argument("--sources", type=int, default=5, help="head × source-position shares to list (default 5; 0 = none)")
-    p.add_argument("--sort", choices=("diff", "logit"), default="diff", help="rank by share of the logit difference (default) or of the logit")
-    p.add_argument("--target", choices=("true", "predicted"), default="true", help="decompose the true c_K's logit (default) or the predicted token's")
+    p.add_argument(
+        "--sort",
+        choices=("diff", "logit"),
+        default="diff",
+        help="rank by share of the logit difference (default) or of the logit",
+    )
+    p.add_argument(
+        "--target",
+        choices=("true", "predicted"),
+        default="true",
+        help="decompose the true c_K's logit (default) or the predicted token's",
+    )
     p.set_defaults(func=cmd_dla)
 
-    p = subparsers.add_parser("patch", help="activation patching of attention heads between problems differing in one digit")
+    p = subparsers.add_parser(
+        "patch", help="activation patching of attention heads between problems differing in one digit"
+    )
     add_analysis_args(p, n=128)
     p.add_argument("--layer", type=int, help="layer of the head (1-based); without --head: sweep that layer's heads")
     p.add_argument("--head", type=int, help="head (1-based; needs --layer); without both: sweep all heads")
-    p.add_argument("--position", default="all", metavar="K|all",
-                   help="patch the head only at the position predicting c_K, or at all positions (default all)")
-    p.add_argument("--corrupt", default="random", metavar="a1|b2|random",
-                   help="operand digit changed between clean and corrupted problems (default random: one per pair)")
+    p.add_argument(
+        "--position",
+        default="all",
+        metavar="K|all",
+        help="patch the head only at the position predicting c_K, or at all positions (default all)",
+    )
+    p.add_argument(
+        "--corrupt",
+        default="random",
+        metavar="a1|b2|random",
+        help="operand digit changed between clean and corrupted problems (default random: one per pair)",
+    )
     p.add_argument("--top", type=int, default=3, help="heads listed per answer digit in a sweep (default 3)")
     p.set_defaults(func=cmd_patch)
 
-    p = subparsers.add_parser("probe", help="ridge probes for the running sum ĉ_k (or carries, s_k): MAE and R² per site")
+    p = subparsers.add_parser(
+        "probe", help="ridge probes for the running sum ĉ_k (or carries, s_k): MAE and R² per site"
+    )
     add_analysis_args(p, n=256, multiple_models=True)
-    p.add_argument("--n-train", type=int, default=1024, help="training problems per probe (default 1024; --n is the test count)")
-    p.add_argument("--target", choices=("c_hat", "carry", "s"), default="c_hat", help="quantity to probe (default c_hat)")
+    p.add_argument(
+        "--n-train", type=int, default=1024, help="training problems per probe (default 1024; --n is the test count)"
+    )
+    p.add_argument(
+        "--target", choices=("c_hat", "carry", "s"), default="c_hat", help="quantity to probe (default c_hat)"
+    )
     p.add_argument("--heads", action="store_true", help="also probe each head's output (attn.hook_z)")
     p.add_argument("--site", help="site shown in the --out scatter (default: last layer's resid_mid)")
     p.set_defaults(func=cmd_probe)

@@ -12,9 +12,13 @@ def cmd_figures(args) -> int:
     from mulinterp.models import best_bundled_set, bundled_set
 
     chosen = bundled_set(args.set) if args.set else best_bundled_set()
-    print(f"models: {chosen.describe()}" + (f"; replaced: {', '.join(f'{r} by {f}' for r, f in given.items())}" if given else ""))
-    records = paper_figures(args.out, formats, n=check_n(args.n), progress=not args.quiet, checkpoints=given,
-                            digits=chosen.digits)
+    print(
+        f"models: {chosen.describe()}"
+        + (f"; replaced: {', '.join(f'{r} by {f}' for r, f in given.items())}" if given else "")
+    )
+    records = paper_figures(
+        args.out, formats, n=check_n(args.n), progress=not args.quiet, checkpoints=given, digits=chosen.digits
+    )
     total = sum(r.seconds for r in records)
     print(f"wrote {sum(len(r.files) for r in records)} files + index.html to {args.out}")
     for r in records:
@@ -24,19 +28,30 @@ def cmd_figures(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("figures", help="regenerate every paper figure (HTML + PNG) from the bundled models",
-                       description="Regenerate the figures of the paper (accuracy, attribution, probes, attention "
-                       "roles, DAG, Minkowski, Fourier, prism, dynamics) from one set of bundled models (see --set), offline "
-                       "on CPU, and say which set they show and whether it meets the bars. "
-                       "HTML is self-contained; PNG is drawn with matplotlib (plotly's own PNG export needs a "
-                       "browser download). Writes one file per figure per format and index.html.")
+    p = sub.add_parser(
+        "figures",
+        help="regenerate every paper figure (HTML + PNG) from the bundled models",
+        description="Regenerate the figures of the paper (accuracy, attribution, probes, attention "
+        "roles, DAG, Minkowski, Fourier, prism, dynamics) from one set of bundled models (see --set), offline "
+        "on CPU, and say which set they show and whether it meets the bars. "
+        "HTML is self-contained; PNG is drawn with matplotlib (plotly's own PNG export needs a "
+        "browser download). Writes one file per figure per format and index.html.",
+    )
     p.add_argument("--out", default="figures", help="output folder (default figures/)")
     p.add_argument("--format", default="html,png", help="comma-separated: html, png (default both)")
     p.add_argument("--n", type=int, default=256, help="problems per analysis (default 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", metavar="DIGITS", help="bundled set to draw, e.g. 3x3 or 4x4 (default: the largest set "
-                   "that meets the bars icot ≥ 99 %%, aux ≥ 95 %%, sft < 5 %%; while none does, the largest set)")
+    p.add_argument(
+        "--set",
+        metavar="DIGITS",
+        help="bundled set to draw, e.g. 3x3 or 4x4 (default: the largest set "
+        "that meets the bars icot ≥ 99 %%, aux ≥ 95 %%, sft < 5 %%; while none does, the largest set)",
+    )
     for regime in ("sft", "icot", "aux"):
-        p.add_argument(f"--{regime}", metavar="FILE", help=f"checkpoint to use instead of the set's bundled {regime} "
-                       "model (e.g. the paper's own model from `mulinterp import`)")
+        p.add_argument(
+            f"--{regime}",
+            metavar="FILE",
+            help=f"checkpoint to use instead of the set's bundled {regime} "
+            "model (e.g. the paper's own model from `mulinterp import`)",
+        )
     p.set_defaults(func=cmd_figures)

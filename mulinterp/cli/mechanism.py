@@ -61,7 +61,11 @@ def cmd_heads(args) -> int:
             what = ", ".join(f"{t} {w:.2f}" for t, w in zip(r.targets, r.weights)) or "—"
             print(f"  {head_label(r.layer, r.head):28s} c{r.position}  {r.role:8s} score {r.score:.2f}  {what}")
     counts = {role: sum(r.role == role for r in rows) for role in ("pair", "retrieve", "operand", "other")}
-    print("  " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if args.all or layer is not None else "  (--all lists 'other' rows)"))
+    print(
+        "  "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + ("" if args.all or layer is not None else "  (--all lists 'other' rows)")
+    )
     return 0
 
 
@@ -78,26 +82,38 @@ def cmd_dag(args) -> int:
     m = load_model(args.model)
     table = head_table(m, n=args.n, seed=args.seed)
     dag = build_dag(table, args.threshold)
-    knock = None if args.no_knockout else knockout(m, dag, n=args.knockout_n, seed=args.seed, n_random=args.random, control=args.control)
+    knock = (
+        None
+        if args.no_knockout
+        else knockout(m, dag, n=args.knockout_n, seed=args.seed, n_random=args.random, control=args.control)
+    )
     if args.out:
         from mulinterp.viz.mechanism import dag_figure
 
         save_figure(dag_figure(dag, knock), args.out)
     if args.json:
-        emit_json({**dag.to_dict(), "knockout": None if knock is None else {**knock.to_dict(), "control": args.control}})
+        emit_json(
+            {**dag.to_dict(), "knockout": None if knock is None else {**knock.to_dict(), "control": args.control}}
+        )
         return 0
     att_edges = dag.attention_edges()
-    print(f"{m.name}: attention DAG, mean weight ≥ {args.threshold} over {args.n} problems: {len(att_edges)} attention edges "
-          "(source → site; sites L{layer}@c{k} are named by the digit their timestep predicts)")
+    print(
+        f"{m.name}: attention DAG, mean weight ≥ {args.threshold} over {args.n} problems: {len(att_edges)} attention edges "
+        "(source → site; sites L{layer}@c{k} are named by the digit their timestep predicts)"
+    )
     for e in att_edges:
         carried = ", ".join(f"a{i}·b{j}" for i, j in e.carries)
         print(f"  {e.source:>7s} → {e.target:7s} {head_label(e.layer, e.head):28s} w {e.weight:.2f}  {carried}")
     if knock is not None:
         masses = ", ".join(f"{x:.2f}" for x in knock.random_mass)
-        print(f"knockout ({knock.n_edges} edges, {knock.clean.n} problems, greedy decoding; attention mass cut: "
-              f"DAG {knock.dag_mass:.2f}, random ({args.control} control) {masses}):")
+        print(
+            f"knockout ({knock.n_edges} edges, {knock.clean.n} problems, greedy decoding; attention mass cut: "
+            f"DAG {knock.dag_mass:.2f}, random ({args.control} control) {masses}):"
+        )
         print(f"  clean   exact {knock.clean.exact_match:.4f}  per digit {knock.clean.per_digit}")
-        print(f"  DAG cut exact {knock.dag.exact_match:.4f}  per digit {knock.dag.per_digit}  unchanged answers {knock.dag_agreement:.3f}")
+        print(
+            f"  DAG cut exact {knock.dag.exact_match:.4f}  per digit {knock.dag.per_digit}  unchanged answers {knock.dag_agreement:.3f}"
+        )
         for r, ag in zip(knock.random, knock.random_agreement):
             print(f"  random  exact {r.exact_match:.4f}  per digit {r.per_digit}  unchanged answers {ag:.3f}")
     return 0
@@ -142,9 +158,14 @@ def cmd_geometry(args) -> int:
         save_figure(prism_figure(four, m.name), args.prism_out)
     out = {**four.to_dict(), "minkowski": mk.to_dict()}
     if best is not None:
-        out["best_pair"] = {"layer": best.layer + 1, "head": best.head + 1, "position": best.position,
-                            "pair": list(best.pair), "weights": [round(w, 4) for w in best.weights],
-                            "is_pair_head": best.is_pair_head}
+        out["best_pair"] = {
+            "layer": best.layer + 1,
+            "head": best.head + 1,
+            "position": best.position,
+            "pair": list(best.pair),
+            "weights": [round(w, 4) for w in best.weights],
+            "is_pair_head": best.is_pair_head,
+        }
     if args.json:
         emit_json(out)
         return 0
@@ -153,13 +174,23 @@ def cmd_geometry(args) -> int:
         curve = " ".join(f"{s} {x:.3f}" for s, x in four.cumulative[k].items())
         print(f"  {k:12s} {v:.3f}   cumulative: {curve}")
     pc = ", ".join(f"{x:+.2f}" for x in four.prism_parity_corr)
-    print(f"  prism: final residual at the c{four.prism_position} timestep, PCA explained "
-          f"{', '.join(f'{float(x):.2f}' for x in four.prism_explained)}; correlation of PC1–3 with parity (−1)^c: {pc}")
-    tag = "" if best is None else ("  (best pair head)" if best.is_pair_head else "  (no pair head passes; sharpest candidate)")
-    print(f"Minkowski: {head_label(mk.layer, mk.head)} at the c{mk.position} timestep, digits {mk.digits[0]}, {mk.digits[1]}{tag}")
+    print(
+        f"  prism: final residual at the c{four.prism_position} timestep, PCA explained "
+        f"{', '.join(f'{float(x):.2f}' for x in four.prism_explained)}; correlation of PC1–3 with parity (−1)^c: {pc}"
+    )
+    tag = (
+        ""
+        if best is None
+        else ("  (best pair head)" if best.is_pair_head else "  (no pair head passes; sharpest candidate)")
+    )
+    print(
+        f"Minkowski: {head_label(mk.layer, mk.head)} at the c{mk.position} timestep, digits {mk.digits[0]}, {mk.digits[1]}{tag}"
+    )
     f = mk.fit
-    print(f"  additive R² {f.additive_r2:.3f}   interaction R² {f.interaction_r2:.3f}   "
-          f"{mk.digits[0]} alone {f.first_r2:.3f}   {mk.digits[1]} alone {f.second_r2:.3f}   (n = {f.n})")
+    print(
+        f"  additive R² {f.additive_r2:.3f}   interaction R² {f.interaction_r2:.3f}   "
+        f"{mk.digits[0]} alone {f.first_r2:.3f}   {mk.digits[1]} alone {f.second_r2:.3f}   (n = {f.n})"
+    )
     return 0
 
 
@@ -193,7 +224,11 @@ def register(subparsers) -> None:
     add_analysis_args(p, n=256)
     p.add_argument("--layer", type=int, help="only this layer (1-based)")
     p.add_argument("--head", type=int, help="only this head (1-based; needs --layer)")
-    p.add_argument("--html", metavar="FILE", help="write a circuitsvis attention view (the chosen head, or all heads of the layer; default layer 1)")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a circuitsvis attention view (the chosen head, or all heads of the layer; default layer 1)",
+    )
     p.add_argument("--min-mass", type=float, default=0.5, help="mass a role needs (default 0.5)")
     p.add_argument("--min-weight", type=float, default=0.1, help="weight each target needs (default 0.1)")
     p.add_argument("--all", action="store_true", help="also list heads with role 'other'")
@@ -201,12 +236,25 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("dag", help="attention DAG of cached partial products, with an edge-knockout check")
     add_analysis_args(p, n=256)
-    p.add_argument("--knockout-n", type=int, default=16,
-                   help="problems decoded greedily for the knockout (default 16: CPU-fast, coarse; use 1000 on a GPU)")
-    p.add_argument("--threshold", type=float, default=0.25, help="minimum mean attention weight of an edge, in (0, 1) (default 0.25)")
+    p.add_argument(
+        "--knockout-n",
+        type=int,
+        default=16,
+        help="problems decoded greedily for the knockout (default 16: CPU-fast, coarse; use 1000 on a GPU)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.25,
+        help="minimum mean attention weight of an edge, in (0, 1) (default 0.25)",
+    )
     p.add_argument("--random", type=int, default=3, help="random-edge control draws (default 3)")
-    p.add_argument("--control", choices=["count", "mass"], default="count",
-                   help="random edges: uniform among non-DAG node edges (count, default) or weighted by attention (mass)")
+    p.add_argument(
+        "--control",
+        choices=["count", "mass"],
+        default="count",
+        help="random edges: uniform among non-DAG node edges (count, default) or weighted by attention (mass)",
+    )
     p.add_argument("--no-knockout", action="store_true", help="only build the graph")
     p.set_defaults(func=cmd_dag)
 
@@ -216,14 +264,24 @@ def register(subparsers) -> None:
     p.add_argument("--head", type=int, help="head (1-based; default 3, the paper's case)")
     p.add_argument("--position", type=int, default=2, help="answer timestep k, the one predicting c_k (default 2)")
     p.add_argument("--digits", default="b1,a1", help="the two operand digits to colour by (default b1,a1)")
-    p.add_argument("--best", action="store_true", help="use the sharpest pair head found by `heads` (its timestep and digits; ignores --position, --digits)")
-    p.add_argument("--fourier-n", type=int, default=256,
-                   help="problems for the final-residual Fourier fit and the prism PCA (default 256)")
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="use the sharpest pair head found by `heads` (its timestep and digits; ignores --position, --digits)",
+    )
+    p.add_argument(
+        "--fourier-n",
+        type=int,
+        default=256,
+        help="problems for the final-residual Fourier fit and the prism PCA (default 256)",
+    )
     p.add_argument("--fourier-out", metavar="FILE", help="save the cumulative Fourier R² figure")
     p.add_argument("--prism-out", metavar="FILE", help="save the 3-D PCA of the final residual at c_2")
     p.set_defaults(func=cmd_geometry)
 
     p = subparsers.add_parser("dynamics", help="per-position loss and gradient norm over training (telemetry)")
     add_analysis_args(p, multiple_models=True)
-    p.add_argument("--threshold", type=float, default=0.9, help="accuracy at which a digit counts as learned (default 0.9)")
+    p.add_argument(
+        "--threshold", type=float, default=0.9, help="accuracy at which a digit counts as learned (default 0.9)"
+    )
     p.set_defaults(func=cmd_dynamics)

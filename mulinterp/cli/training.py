@@ -7,11 +7,27 @@ from mulinterp.cli.core import parse_operand
 
 # CLI flag → TrainConfig field; flags default to None so a recipe file's value survives
 _OVERRIDES = {
-    "regime": "regime", "digits": "digits", "preset": "preset", "steps": "steps", "batch": "batch", "lr": "lr",
-    "seed": "seed", "device": "device", "warmup": "warmup", "schedule": "schedule", "weight_decay": "weight_decay",
-    "remove_per_epoch": "remove_per_epoch", "epoch_size": "epoch_size", "smoothing": "removal_smoothing",
-    "aux_weight": "aux_weight", "telemetry_every": "telemetry_every", "checkpoint_every": "checkpoint_every",
-    "eval_every": "eval_every", "cpu_bf16": "cpu_bf16", "init": "init_from", "stop_at_exact": "stop_at_exact",
+    "regime": "regime",
+    "digits": "digits",
+    "preset": "preset",
+    "steps": "steps",
+    "batch": "batch",
+    "lr": "lr",
+    "seed": "seed",
+    "device": "device",
+    "warmup": "warmup",
+    "schedule": "schedule",
+    "weight_decay": "weight_decay",
+    "remove_per_epoch": "remove_per_epoch",
+    "epoch_size": "epoch_size",
+    "smoothing": "removal_smoothing",
+    "aux_weight": "aux_weight",
+    "telemetry_every": "telemetry_every",
+    "checkpoint_every": "checkpoint_every",
+    "eval_every": "eval_every",
+    "cpu_bf16": "cpu_bf16",
+    "init": "init_from",
+    "stop_at_exact": "stop_at_exact",
 }
 
 
@@ -31,8 +47,14 @@ def cmd_train(args) -> int:
     if "regime" not in base:
         raise CLIError("--regime is required (sft, icot or aux) unless --config gives it")
     cfg = TrainConfig.from_dict(base)
-    m = train(cfg, args.out, resume=args.resume, stop_after=args.stop_after, time_budget=args.time_budget,
-              progress=not args.quiet)
+    m = train(
+        cfg,
+        args.out,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        time_budget=args.time_budget,
+        progress=not args.quiet,
+    )
     val = m.meta["metrics"].get("val")
     msg = f"wrote {args.out} after {m.meta['steps']} steps"
     if val:
@@ -68,8 +90,10 @@ def cmd_eval(args) -> int:
     print("per digit: " + "  ".join(f"c{k} {100 * v:.1f}%" for k, v in enumerate(res.per_digit)))
     twin = res.extra.get("commuted_twin")
     if twin:
-        rows = [f"{label} {twin[key]['n']} problems, {_pct(twin[key]['exact_match'])}"
-                for key, label in (("in_train", "in the training split:"), ("held_out", "held out too:"))]
+        rows = [
+            f"{label} {twin[key]['n']} problems, {_pct(twin[key]['exact_match'])}"
+            for key, label in (("in_train", "in the training split:"), ("held_out", "held out too:"))
+        ]
         print("by commuted twin b × a: " + "; ".join(rows))
     return 0
 
@@ -94,8 +118,16 @@ def cmd_multiply(args) -> int:
     wrong = [k for k, (p, t) in enumerate(zip(digits, true)) if p != t]
     shown = "".join(str(d) if d < 10 else "?" for d in reversed(digits))
     if args.json:
-        emit_json({"a": a, "b": b, "model_digits": digits, "true_digits": true, "correct": not wrong,
-                   "wrong_positions": wrong})
+        emit_json(
+            {
+                "a": a,
+                "b": b,
+                "model_digits": digits,
+                "true_digits": true,
+                "correct": not wrong,
+                "wrong_positions": wrong,
+            }
+        )
         return 0
     print(f"{args.model}: {a} × {b} = {shown}")
     print(f"{'true':>{len(args.model)}}: {a} × {b} = {str(a * b).zfill(m.task.n_c)}")
@@ -109,11 +141,14 @@ def cmd_multiply(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model (sft, icot or aux) and write a checkpoint + telemetry",
-                       description="Train a 2-layer model on n×m multiplication. Writes OUT (safetensors "
-                       "checkpoint), OUT.resume (optimizer/RNG state for --resume) and OUT's .telemetry.jsonl "
-                       "beside it. Options left out come from --config (a recipe JSON, e.g. recipes/icot-4x4.json) "
-                       "or the defaults of mulinterp.training.TrainConfig.")
+    p = sub.add_parser(
+        "train",
+        help="train a model (sft, icot or aux) and write a checkpoint + telemetry",
+        description="Train a 2-layer model on n×m multiplication. Writes OUT (safetensors "
+        "checkpoint), OUT.resume (optimizer/RNG state for --resume) and OUT's .telemetry.jsonl "
+        "beside it. Options left out come from --config (a recipe JSON, e.g. recipes/icot-4x4.json) "
+        "or the defaults of mulinterp.training.TrainConfig.",
+    )
     p.add_argument("--config", metavar="FILE", help="recipe JSON (keys of TrainConfig); flags override it")
     p.add_argument("--regime", choices=["sft", "icot", "aux"], help="training regime")
     p.add_argument("--digits", help="task, e.g. 4x4 or 2x3 (1–8 digits each)")
@@ -126,8 +161,12 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--seed", type=int, help="seed for initialisation and data")
     p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--cpu-bf16", action="store_true", default=None,
-                   help="bf16 autocast on CPU (faster where the CPU has AVX512-BF16/AMX, slower elsewhere)")
+    p.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        default=None,
+        help="bf16 autocast on CPU (faster where the CPU has AVX512-BF16/AMX, slower elsewhere)",
+    )
     p.add_argument("--remove-per-epoch", type=float, help="icot: CoT tokens removed per epoch of examples")
     p.add_argument("--epoch-size", type=int, help="icot: examples per epoch-equivalent")
     p.add_argument("--smoothing", type=float, help="icot: λ of the removal offset P(k) ∝ exp(−λk); inf disables")
@@ -140,28 +179,41 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, help="steps between validation evaluations")
     p.add_argument("--out", required=True, metavar="FILE", help="checkpoint to write (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume")
-    p.add_argument("--init", metavar="CHECKPOINT",
-                   help="warm start: initial weights from CHECKPOINT (same task and width), fresh optimizer, "
-                   "counters from 0 (ignored with --resume)")
-    p.add_argument("--stop-at-exact", type=float, metavar="X",
-                   help="stop (checkpointed) once the periodic validation exact match reaches X (e.g. 0.995)")
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="warm start: initial weights from CHECKPOINT (same task and width), fresh optimizer, "
+        "counters from 0 (ignored with --resume)",
+    )
+    p.add_argument(
+        "--stop-at-exact",
+        type=float,
+        metavar="X",
+        help="stop (checkpointed) once the periodic validation exact match reaches X (e.g. 0.995)",
+    )
     p.add_argument("--stop-after", type=int, metavar="N", help="stop (checkpointed) after N steps of this run")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop (checkpointed) after this wall time")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="exact match and per-digit accuracy by greedy decoding",
-                       description="Evaluate MODEL (bundled name or checkpoint file) by greedy decoding on fresh "
-                       "held-out problems (--n random draws, or --all of them on small tasks), or on a Deng-format file with "
-                       "--data. Square tasks also report accuracy split by whether each problem's commuted twin "
-                       "b × a was in the training split (recalling the twin is not multiplying).")
+    p = sub.add_parser(
+        "eval",
+        help="exact match and per-digit accuracy by greedy decoding",
+        description="Evaluate MODEL (bundled name or checkpoint file) by greedy decoding on fresh "
+        "held-out problems (--n random draws, or --all of them on small tasks), or on a Deng-format file with "
+        "--data. Square tasks also report accuracy split by whether each problem's commuted twin "
+        "b × a was in the training split (recalling the twin is not multiplying).",
+    )
     p.add_argument("model", metavar="MODEL", help="bundled name (see `mulinterp models`) or checkpoint file")
     p.add_argument("--data", metavar="FILE", help="Deng-format file (INPUT||COT #### ANSWER per line)")
     p.add_argument("--n", type=int, default=10_000, help="generated problems (default 10000)")
     p.add_argument("--seed", type=int, default=2025, help="seed for generated problems (default 2025)")
     p.add_argument("--split", choices=["test", "val"], default="test", help="held-out split to draw from")
-    p.add_argument("--all", action="store_true",
-                   help="every problem of the split instead of --n random draws (tasks up to about 3x3)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every problem of the split instead of --n random draws (tasks up to about 3x3)",
+    )
     p.add_argument("--json", action="store_true", help='print {"exact_match", "per_digit", "n", …}')
     p.set_defaults(func=cmd_eval)
 

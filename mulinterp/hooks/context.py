@@ -38,9 +38,7 @@ def check_hook_name(model: Any, name: str) -> None:
     layer = hook_layer(name)
     n_layers = bridge.cfg.n_layers
     if layer is not None and layer >= n_layers:
-        raise ValueError(
-            f"layer {layer} in hook name {name!r} is out of range: this model has layers 0–{n_layers - 1}"
-        )
+        raise ValueError(f"layer {layer} in hook name {name!r} is out of range: this model has layers 0–{n_layers - 1}")
     raise ValueError(
         f"no hook point named {name!r} on this model "
         f"(e.g. 'blocks.0.hook_resid_pre', 'blocks.0.attn.hook_pattern', 'blocks.0.attn.hook_z')"

@@ -31,8 +31,17 @@ from mulinterp.hooks.names import hook_name
 
 Positions = int | Sequence[int] | slice | Int[Tensor, " n"] | None
 
-_HEAD_DIM2 = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result",
-              "attn.q.hook_out", "attn.k.hook_out", "attn.v.hook_out", "attn.o.hook_in")
+_HEAD_DIM2 = (
+    "attn.hook_z",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_result",
+    "attn.q.hook_out",
+    "attn.k.hook_out",
+    "attn.v.hook_out",
+    "attn.o.hook_in",
+)
 _HEAD_DIM1 = ("attn.hook_pattern", "attn.hook_attn_scores")
 
 
@@ -71,7 +80,9 @@ def _index(name: str, act: Tensor, head: int | None, positions: Positions) -> tu
     idx: list[Any] = [slice(None)] * act.ndim
     if head is not None:
         if head_dim is None:
-            raise ValueError(f"head= only applies to per-head hook points (attn.hook_z, attn.hook_pattern …), not {name!r}")
+            raise ValueError(
+                f"head= only applies to per-head hook points (attn.hook_z, attn.hook_pattern …), not {name!r}"
+            )
         n_heads = act.shape[head_dim]
         if head >= n_heads:
             raise ValueError(f"head {head} is out of range for {name!r}: this model has heads 0–{n_heads - 1}")
@@ -221,7 +232,9 @@ def patch_pattern(
         _check_positions(query_positions)
         return name, _replace(name, head, query_positions, value_of)
     if source_pattern.ndim != 4:
-        raise ValueError(f"source pattern must be [batch, head, query, key] or [batch, query, key], got shape {tuple(source_pattern.shape)}")
+        raise ValueError(
+            f"source pattern must be [batch, head, query, key] or [batch, query, key], got shape {tuple(source_pattern.shape)}"
+        )
     return patch(name, source_pattern, positions=query_positions, head=head)
 
 

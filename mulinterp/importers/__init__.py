@@ -97,11 +97,17 @@ def _source_sha256(files: list[str]) -> dict[str, str]:
 
 def _reorder_vocab(state: dict[str, Tensor]) -> dict[str, Tensor]:
     order = paper_tokens.gpt2_order()
-    return {**state, "embed.weight": state["embed.weight"][order], "unembed.weight": state["unembed.weight"][order],
-            "unembed.bias": state["unembed.bias"][order]}
+    return {
+        **state,
+        "embed.weight": state["embed.weight"][order],
+        "unembed.weight": state["unembed.weight"][order],
+        "unembed.bias": state["unembed.bias"][order],
+    }
 
 
-def import_checkpoint(path: str | Path, name: str | None = None, n_heads: int | None = None) -> tuple[MulModel, ImportReport]:
+def import_checkpoint(
+    path: str | Path, name: str | None = None, n_heads: int | None = None
+) -> tuple[MulModel, ImportReport]:
     """Read one of the paper's checkpoints and return it as a :class:`~mulinterp.models.MulModel`."""
     fmt, where = detect(Path(path))
     extras: dict[str, Tensor] = {}
@@ -115,12 +121,20 @@ def import_checkpoint(path: str | Path, name: str | None = None, n_heads: int | 
     if spec.d_vocab != paper_tokens.GPT2_VOCAB_SIZE:
         raise ValueError(f"{where}: vocabulary of {spec.d_vocab} tokens, not GPT-2's {paper_tokens.GPT2_VOCAB_SIZE}")
     if spec.n_ctx < PAPER_TASK.seq_len("plain"):
-        raise ValueError(f"{where}: context of {spec.n_ctx} positions is shorter than the 4×4 prompt ({PAPER_TASK.seq_len('plain')})")
+        raise ValueError(
+            f"{where}: context of {spec.n_ctx} positions is shorter than the 4×4 prompt ({PAPER_TASK.seq_len('plain')})"
+        )
     model = build_model(PAPER_TASK, spec)
     model.load_state_dict(_reorder_vocab(state), strict=True)
     model.eval()
-    report = ImportReport(facts["format"], facts["regime"], spec, facts["files"], facts.get("probe_heads", []),
-                          {k: v for k, v in facts.items() if k not in ("format", "regime", "files", "probe_heads")})
+    report = ImportReport(
+        facts["format"],
+        facts["regime"],
+        spec,
+        facts["files"],
+        facts.get("probe_heads", []),
+        {k: v for k, v in facts.items() if k not in ("format", "regime", "files", "probe_heads")},
+    )
     meta = {
         "name": name or f"paper-{report.regime}",
         "regime": report.regime,
@@ -132,9 +146,11 @@ def import_checkpoint(path: str | Path, name: str | None = None, n_heads: int | 
             "probe_heads": report.probe_heads,
             **report.notes,
         },
-        "vocabulary": {"kind": "gpt2, reordered: mulinterp id i = GPT-2 id order[i]",
-                       "table": paper_tokens.table_metadata(),
-                       "rest": "every other GPT-2 id, ascending, from mulinterp id 15"},
+        "vocabulary": {
+            "kind": "gpt2, reordered: mulinterp id i = GPT-2 id order[i]",
+            "table": paper_tokens.table_metadata(),
+            "rest": "every other GPT-2 id, ascending, from mulinterp id 15",
+        },
         "layout": " ".join(PAPER_TASK.token_labels()),
     }
     return MulModel(model, PAPER_TASK, spec, meta, extras), report

@@ -62,15 +62,20 @@ def spec_from_config(cfg: dict[str, Any], config_path: Path) -> ModelSpec:
         raise ValueError(f"{config_path}: n_embd {d} is not divisible by n_head {n_heads}")
     d_mlp = cfg.get("n_inner") or 4 * d
     return ModelSpec(
-        d_model=d, n_layers=n_layers, n_heads=n_heads, d_mlp=None if d_mlp == 4 * d else int(d_mlp),
-        d_vocab=int(cfg.get("vocab_size", 50257)), n_ctx=int(cfg.get("n_positions", 1024)),
-        act_fn=_ACT[act], eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
+        d_model=d,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_mlp=None if d_mlp == 4 * d else int(d_mlp),
+        d_vocab=int(cfg.get("vocab_size", 50257)),
+        n_ctx=int(cfg.get("n_positions", 1024)),
+        act_fn=_ACT[act],
+        eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
     )
 
 
 def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> dict[str, Tensor]:
     """GPT-2 (``transformers``) weights → the bridge's state dict, vocabulary in GPT-2 order."""
-    state = {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
+    state = {k[len(PREFIX) :] if k.startswith(PREFIX) else k: v for k, v in state.items()}
     d, f, v, n_ctx = spec.d_model, spec.mlp_width, spec.d_vocab, spec.n_ctx
     why = " (from config.json)"
 
@@ -104,13 +109,29 @@ def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> dict[str, 
         out[b + "mlp.out.bias"] = t(h + "mlp.c_proj.bias", (d,))
     known = {k for k in state if k.endswith(_BUFFERS)} | {"lm_head.weight"}
     used = {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "transformer.ln_f.bias"}
-    used |= {f"transformer.h.{l}.{s}" for l in range(spec.n_layers) for s in (
-        "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias", "ln_1.weight",
-        "ln_1.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",
-        "mlp.c_proj.bias")}
+    used |= {
+        f"transformer.h.{l}.{s}"
+        for l in range(spec.n_layers)
+        for s in (
+            "attn.c_attn.weight",
+            "attn.c_attn.bias",
+            "attn.c_proj.weight",
+            "attn.c_proj.bias",
+            "ln_1.weight",
+            "ln_1.bias",
+            "ln_2.weight",
+            "ln_2.bias",
+            "mlp.c_fc.weight",
+            "mlp.c_fc.bias",
+            "mlp.c_proj.weight",
+            "mlp.c_proj.bias",
+        )
+    }
     extra = sorted(set(state) - used - known)
     if extra:
-        raise ValueError(f"{path}: tensors not in a {spec.n_layers}-layer GPT-2 per config.json: {', '.join(extra[:3])}")
+        raise ValueError(
+            f"{path}: tensors not in a {spec.n_layers}-layer GPT-2 per config.json: {', '.join(extra[:3])}"
+        )
     return out
 
 
@@ -121,6 +142,10 @@ def read(folder: Path) -> tuple[ModelSpec, dict[str, Tensor], dict[str, Any]]:
     state = load_tensors(weights)
     if not looks_like(state):
         raise ValueError(f"{weights} is not a GPT-2 state dict (no base_model.transformer.* tensors)")
-    facts = {"format": "icot-gpt2", "files": [str(config_path), str(weights)], "regime": "icot",
-             "tied_unembedding": "lm_head.weight" not in {k.removeprefix(PREFIX) for k in state}}
+    facts = {
+        "format": "icot-gpt2",
+        "files": [str(config_path), str(weights)],
+        "regime": "icot",
+        "tied_unembedding": "lm_head.weight" not in {k.removeprefix(PREFIX) for k in state},
+    }
     return spec, convert(state, spec, weights), facts

@@ -42,7 +42,11 @@ def load_tensors(path: Path) -> dict[str, Tensor]:
         inner = [obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)]
         if inner:
             obj = inner[0]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    ):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict of named tensors")
     return obj
 

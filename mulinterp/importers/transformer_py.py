@@ -80,8 +80,16 @@ def infer_spec(state: dict[str, Tensor], path: Path, n_heads: int | None = None)
         raise ValueError(f"{path}: width {d} is not divisible by {n_heads} heads")
     up = state.get("layers.0.mlp.up_proj.weight")
     d_mlp = up.shape[0] if up is not None and up.ndim == 2 else 4 * d
-    return ModelSpec(d_model=d, n_layers=len(layers), n_heads=n_heads, d_mlp=None if d_mlp == 4 * d else d_mlp,
-                     d_vocab=v, n_ctx=pos.shape[0], act_fn="gelu", eps=EPS * (d - 1) / d)
+    return ModelSpec(
+        d_model=d,
+        n_layers=len(layers),
+        n_heads=n_heads,
+        d_mlp=None if d_mlp == 4 * d else d_mlp,
+        d_vocab=v,
+        n_ctx=pos.shape[0],
+        act_fn="gelu",
+        eps=EPS * (d - 1) / d,
+    )
 
 
 def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -100,7 +108,13 @@ def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> tuple[dict
         "unembed.weight": t("unemb.unembedding.weight", (v, d)),
         "unembed.bias": torch.zeros(v),
     }
-    used = {"emb.embedding", "pos_emb.pos_embedding", "ln_final.std_scale", "ln_final.mean_scale", "unemb.unembedding.weight"}
+    used = {
+        "emb.embedding",
+        "pos_emb.pos_embedding",
+        "ln_final.std_scale",
+        "ln_final.mean_scale",
+        "unemb.unembedding.weight",
+    }
     for layer in range(spec.n_layers):
         src, b = f"layers.{layer}.", f"{block(layer)}."
         for ours, theirs in (("q", "Wq"), ("k", "Wk"), ("v", "Wv"), ("o", "Wo")):
@@ -118,14 +132,24 @@ def convert(state: dict[str, Tensor], spec: ModelSpec, path: Path) -> tuple[dict
         used |= {src + "mlp.up_proj.weight", src + "mlp.down_proj.weight"}
     extras = {k: x.detach().to(torch.float32) for k, x in state.items() if k.startswith(PROBE_PREFIXES)}
     for h in probe_heads(state):
-        take(state, f"linear_regression_heads.{h}.weight", (1, spec.d_head), path, f" ({spec.n_heads} heads of width {spec.d_head})")
+        take(
+            state,
+            f"linear_regression_heads.{h}.weight",
+            (1, spec.d_head),
+            path,
+            f" ({spec.n_heads} heads of width {spec.d_head})",
+        )
     unknown = sorted(set(state) - used - set(extras))
     if unknown:
-        raise ValueError(f"{path}: tensors not in the paper's {spec.n_layers}-layer transformer.py model: {', '.join(unknown[:3])}")
+        raise ValueError(
+            f"{path}: tensors not in the paper's {spec.n_layers}-layer transformer.py model: {', '.join(unknown[:3])}"
+        )
     return out, extras
 
 
-def read(path: Path, state: dict[str, Tensor] | None = None, n_heads: int | None = None) -> tuple[ModelSpec, dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
+def read(
+    path: Path, state: dict[str, Tensor] | None = None, n_heads: int | None = None
+) -> tuple[ModelSpec, dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
     """``(spec, bridge state, extras, source facts)`` from a ``ckpt.pt`` of the custom format."""
     state = load_tensors(path) if state is None else state
     if not looks_like(state):
@@ -133,7 +157,13 @@ def read(path: Path, state: dict[str, Tensor] | None = None, n_heads: int | None
     spec = infer_spec(state, path, n_heads)
     bridge, extras = convert(state, spec, path)
     heads = probe_heads(state)
-    facts = {"format": "transformer-py", "files": [str(path)], "regime": "aux" if heads else "sft",
-             "probe_heads": heads, "n_heads_from": "probe width" if heads and n_heads is None else
-             ("--n-heads" if n_heads else "the paper's 2L4H (not stored in the file)")}
+    facts = {
+        "format": "transformer-py",
+        "files": [str(path)],
+        "regime": "aux" if heads else "sft",
+        "probe_heads": heads,
+        "n_heads_from": "probe width"
+        if heads and n_heads is None
+        else ("--n-heads" if n_heads else "the paper's 2L4H (not stored in the file)"),
+    }
     return spec, bridge, extras, facts

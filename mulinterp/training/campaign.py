@@ -140,7 +140,9 @@ class CampaignRun:
             "val_n": val.get("n"),
             "wall_s": round(float(c.get("wall", 0.0)), 1),
             # resume files written before wall_by_device existed come from CPU runs only
-            "wall_by_device": {k: round(v, 1) for k, v in (c.get("wall_by_device") or ({"cpu": c["wall"]} if c else {})).items()},
+            "wall_by_device": {
+                k: round(v, 1) for k, v in (c.get("wall_by_device") or ({"cpu": c["wall"]} if c else {})).items()
+            },
             "target": cfg.stop_at_exact,
         }
 
@@ -172,8 +174,11 @@ class Campaign:
         runs = []
         for entry in spec.get("runs", []):
             name = entry["name"]
-            runs.append(CampaignRun(name, root / name, entry.get("bundle_as"), bool(entry.get("active", True)),
-                                    entry.get("note", "")))
+            runs.append(
+                CampaignRun(
+                    name, root / name, entry.get("bundle_as"), bool(entry.get("active", True)), entry.get("note", "")
+                )
+            )
             runs[-1].recipe()  # a missing or broken recipe is one clear error now, not mid-campaign
         return cls(root, runs)
 
@@ -181,7 +186,9 @@ class Campaign:
         for r in self.runs:
             if r.name == name:
                 return r
-        raise ValueError(f"no run {name!r} in {self.root / CAMPAIGN_FILE}; runs: {', '.join(r.name for r in self.runs)}")
+        raise ValueError(
+            f"no run {name!r} in {self.root / CAMPAIGN_FILE}; runs: {', '.join(r.name for r in self.runs)}"
+        )
 
     def select(self, names: list[str] | None = None) -> list[CampaignRun]:
         """Unfinished runs to train, in priority order (``names``: those runs, active or not)."""
@@ -195,8 +202,21 @@ class Campaign:
 
 def train_command(run: CampaignRun, budget_s: float, device: str) -> list[str]:
     """The ``mulinterp train`` invocation that continues ``run`` for ``budget_s`` seconds."""
-    cmd = [sys.executable, "-m", "mulinterp.cli", "train", "--config", str(run.recipe_path), "--out", str(run.checkpoint),
-           "--time-budget", f"{budget_s:.0f}", "--device", device, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mulinterp.cli",
+        "train",
+        "--config",
+        str(run.recipe_path),
+        "--out",
+        str(run.checkpoint),
+        "--time-budget",
+        f"{budget_s:.0f}",
+        "--device",
+        device,
+        "--quiet",
+    ]
     if run.resume_file.is_file():
         cmd.append("--resume")
     return cmd
@@ -267,11 +287,24 @@ def run_campaign(
         log.close()
         st = run.write_status()
         with run.sessions_path.open("a") as f:
-            f.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": _device_label(device),
-                                "step_from": step0, "step_to": st["step"], "wall_s": round(time.time() - t0, 1),
-                                "exit": proc.returncode, "val_exact": st["val_exact"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "device": _device_label(device),
+                        "step_from": step0,
+                        "step_to": st["step"],
+                        "wall_s": round(time.time() - t0, 1),
+                        "exit": proc.returncode,
+                        "val_exact": st["val_exact"],
+                    }
+                )
+                + "\n"
+            )
         tail = (run.folder / "last-session.log").read_text().strip().splitlines()[-1:] or [""]
-        print(f"stopped {run.name} (exit {proc.returncode}) at step {st['step']}: {tail[0][-160:]}", file=out, flush=True)
+        print(
+            f"stopped {run.name} (exit {proc.returncode}) at step {st['step']}: {tail[0][-160:]}", file=out, flush=True
+        )
 
     try:
         while queue or procs:
@@ -304,8 +337,7 @@ def run_campaign(
 # cool-down branches
 
 
-def cooldown(run: CampaignRun, steps: int, out: str | Path | None = None, device: str = "cpu",
-             progress: bool = False):
+def cooldown(run: CampaignRun, steps: int, out: str | Path | None = None, device: str = "cpu", progress: bool = False):
     """A cool-down branch of ``run``: ``steps`` more steps with the lr falling linearly to
     ``min_lr_frac · lr``, written to ``out`` (default ``runs/NAME/cooldown.safetensors``).
 
@@ -320,8 +352,16 @@ def cooldown(run: CampaignRun, steps: int, out: str | Path | None = None, device
         raise ValueError(f"run {run.name} has no state to cool down yet ({run.resume_file} missing)")
     out = Path(out) if out else run.folder / "cooldown.safetensors"
     step = int(run.counters()["step"])
-    cfg = TrainConfig.from_dict({**run.recipe().to_dict(), "device": device, "cooldown_from": step,
-                                 "cooldown_steps": steps, "steps": step + steps, "stop_at_exact": None})
+    cfg = TrainConfig.from_dict(
+        {
+            **run.recipe().to_dict(),
+            "device": device,
+            "cooldown_from": step,
+            "cooldown_steps": steps,
+            "steps": step + steps,
+            "stop_at_exact": None,
+        }
+    )
     shutil.copyfile(run.resume_file, resume_path(out))
     if run.telemetry.is_file():
         shutil.copyfile(run.telemetry, telemetry_path(out))

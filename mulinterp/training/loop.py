@@ -122,7 +122,9 @@ class Trainer:
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
-        return torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.98), **kw)
+        return torch.optim.AdamW(
+            self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.98), **kw
+        )
 
     def _autocast(self):
         enabled = self.cfg.amp if self.device.type == "cuda" else self.cfg.cpu_bf16
@@ -159,9 +161,11 @@ class Trainer:
         pos = self.task.answer_positions("plain").to(self.device)
         with self._autocast():
             logits = self.net(tokens[:, :-1])
-        lp = F.cross_entropy(
-            logits.float()[:, pos].flatten(0, 1), tokens[:, pos + 1].flatten(), reduction="none"
-        ).view(len(tokens), -1).mean(0)
+        lp = (
+            F.cross_entropy(logits.float()[:, pos].flatten(0, 1), tokens[:, pos + 1].flatten(), reduction="none")
+            .view(len(tokens), -1)
+            .mean(0)
+        )
         norms = []
         params = list(self.net.parameters())
         for k in range(self.task.n_c):
@@ -229,9 +233,16 @@ class Trainer:
         meta = {
             "config": json.dumps(self.cfg.to_dict()),
             "counters": json.dumps(
-                {"step": self.step, "examples": self.examples, "last_removed": self.last_removed, "wall": self.wall,
-                 "wall_by_device": self.wall_by_device, "rng_reseeded": self.rng_reseeded,
-                 "warm_start": self.warm_start, "metrics": self.metrics}
+                {
+                    "step": self.step,
+                    "examples": self.examples,
+                    "last_removed": self.last_removed,
+                    "wall": self.wall,
+                    "wall_by_device": self.wall_by_device,
+                    "rng_reseeded": self.rng_reseeded,
+                    "warm_start": self.warm_start,
+                    "metrics": self.metrics,
+                }
             ),
             "param_groups": json.dumps(opt_state["param_groups"]),
         }
@@ -288,9 +299,13 @@ class Trainer:
 
         src = load(path, device=self.device)
         if src.task != self.task:
-            raise ValueError(f"cannot warm-start from {path}: it is a {src.task.name} model, this run is {self.task.name}")
+            raise ValueError(
+                f"cannot warm-start from {path}: it is a {src.task.name} model, this run is {self.task.name}"
+            )
         if src.spec != self.spec:
-            raise ValueError(f"cannot warm-start from {path}: its width {src.spec} differs from preset {self.cfg.preset!r}")
+            raise ValueError(
+                f"cannot warm-start from {path}: its width {src.spec} differs from preset {self.cfg.preset!r}"
+            )
         self.model.load_state_dict(src.model.state_dict())
         if self.probe is not None and "aux.weight" in src.extras:
             if src.extras["aux.weight"].shape == self.probe.weight.shape:
@@ -298,8 +313,13 @@ class Trainer:
                     self.probe.weight.copy_(src.extras["aux.weight"])
                     self.probe.bias.copy_(src.extras["aux.bias"])
         self.opt = self._new_optimizer()
-        self.warm_start = {"from": str(path), "sha256": sha256(Path(path)), "its_steps": src.meta.get("steps"),
-                           "its_examples": src.meta.get("examples"), "its_regime": src.meta.get("regime")}
+        self.warm_start = {
+            "from": str(path),
+            "sha256": sha256(Path(path)),
+            "its_steps": src.meta.get("steps"),
+            "its_examples": src.meta.get("examples"),
+            "its_regime": src.meta.get("regime"),
+        }
 
     def request_stop(self, *_: Any) -> None:
         """Finish the current step, save, and return (installed for SIGTERM/SIGINT by :meth:`run`).
@@ -324,9 +344,12 @@ class Trainer:
         try:
             with self._probe_hook():
                 while self.step < cfg.steps:
-                    if (stop_after is not None and self.step - start_step >= stop_after) or (
-                        time_budget is not None and time.time() - t0 >= time_budget
-                    ) or self._stop_requested or self._reached_target():
+                    if (
+                        (stop_after is not None and self.step - start_step >= stop_after)
+                        or (time_budget is not None and time.time() - t0 >= time_budget)
+                        or self._stop_requested
+                        or self._reached_target()
+                    ):
                         stopped_early = True
                         break
                     postfix = self._one_step(t0, wall0, dev_wall0)

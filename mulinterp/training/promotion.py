@@ -76,7 +76,12 @@ def promote(
         "examples": m.meta.get("examples"),
         "test_exact_match": res.exact_match,
         "test_per_digit": res.per_digit,
-        "test_eval": {"n": n, "seed": seed, "split": "test", "command": f"mulinterp eval {name} --n {n} --seed {seed} --json"},
+        "test_eval": {
+            "n": n,
+            "seed": seed,
+            "split": "test",
+            "command": f"mulinterp eval {name} --n {n} --seed {seed} --json",
+        },
         "training_cost": cost,
         "recipe": m.meta.get("recipe"),
         "run": str(checkpoint.parent.name if checkpoint.name == "model.safetensors" else checkpoint),
@@ -84,8 +89,11 @@ def promote(
         "promoted": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     if old is not None:
-        entry["replaced"] = {"test_exact_match": old.get("test_exact_match"), "d_model": old.get("d_model"),
-                             "run": old.get("run")}
+        entry["replaced"] = {
+            "test_exact_match": old.get("test_exact_match"),
+            "d_model": old.get("d_model"),
+            "run": old.get("run"),
+        }
     if force or reason:
         entry["promoted_because"] = reason or "forced"
     manifest[name] = entry
@@ -108,15 +116,19 @@ def _cost(info: dict[str, Any]) -> tuple[str, str]:
 def bundled_table(manifest: dict[str, dict[str, Any]] | None = None) -> str:
     """The README's bundled-models table (markdown), one row per manifest entry."""
     manifest = list_pretrained() if manifest is None else manifest
-    lines = ["| name | regime | width | steps × batch | exact match | per digit c0… | trained on | wall time | paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| name | regime | width | steps × batch | exact match | per digit c0… | trained on | wall time | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, info in manifest.items():
         devices, wall = _cost(info)
         steps = f"{info.get('steps', 0):,} × {info.get('batch', 0)}".replace(",", " ")
         exact = 100 * info.get("test_exact_match", 0.0)
-        lines.append(f"| `{name}` | {info.get('regime')} | d{info.get('d_model')} | {steps} | {exact:.2f} % | "
-                     f"{_digits(info.get('test_per_digit', []))} | {devices} | {wall} | "
-                     f"{PAPER_EXACT.get(info.get('regime', ''), '—')} |")
+        lines.append(
+            f"| `{name}` | {info.get('regime')} | d{info.get('d_model')} | {steps} | {exact:.2f} % | "
+            f"{_digits(info.get('test_per_digit', []))} | {devices} | {wall} | "
+            f"{PAPER_EXACT.get(info.get('regime', ''), '—')} |"
+        )
     return "\n".join(lines)
 
 

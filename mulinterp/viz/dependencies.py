@@ -24,8 +24,12 @@ def attribution_figure(results, title: str | None = None) -> go.Figure:
     ``results`` is an :class:`~mulinterp.circuits.attribution.Attribution` or a dict name → one.
     """
     results = _as_dict(results)
-    fig = make_subplots(rows=1, cols=len(results), subplot_titles=[f"{name} (n = {r.n})" for name, r in results.items()],
-                        horizontal_spacing=0.12)
+    fig = make_subplots(
+        rows=1,
+        cols=len(results),
+        subplot_titles=[f"{name} (n = {r.n})" for name, r in results.items()],
+        horizontal_spacing=0.12,
+    )
     zmax = max(float(r.matrix.abs().max()) for r in results.values()) or 1.0
     for col, r in enumerate(results.values(), start=1):
         n_a = sum(row.startswith("a") for row in r.rows)
@@ -34,15 +38,27 @@ def attribution_figure(results, title: str | None = None) -> go.Figure:
         sem = r.sem[order].tolist()
         fig.add_trace(
             go.Heatmap(
-                z=z, x=r.cols, y=[r.rows[i] for i in order], customdata=sem, zmid=0, zmin=-zmax, zmax=zmax,
-                colorscale="RdBu_r", showscale=col == len(results),
-                text=[[f"{v:.1f}" for v in row] for row in z], texttemplate="%{text}",
+                z=z,
+                x=r.cols,
+                y=[r.rows[i] for i in order],
+                customdata=sem,
+                zmid=0,
+                zmin=-zmax,
+                zmax=zmax,
+                colorscale="RdBu_r",
+                showscale=col == len(results),
+                text=[[f"{v:.1f}" for v in row] for row in z],
+                texttemplate="%{text}",
                 hovertemplate="corrupt %{y} → %{x}: Δlogit %{z:.2f} ± %{customdata:.2f}<extra></extra>",
             ),
-            row=1, col=col,
+            row=1,
+            col=col,
         )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(title=title or "Counterfactual logit attribution: drop in the predicted c_k's logit when one operand digit changes")
+    fig.update_layout(
+        title=title
+        or "Counterfactual logit attribution: drop in the predicted c_k's logit when one operand digit changes"
+    )
     return fig
 
 
@@ -53,11 +69,19 @@ def dla_figure(dla, position: int, top: int = 12) -> go.Figure:
     idx = [dla.components.index(n) for n in names]
     per = dla.logit_diff[:, position][:, idx]
     err = (per.std(0) / math.sqrt(max(per.shape[0], 1))).tolist()
-    fig = go.Figure(go.Bar(x=per.mean(0).tolist(), y=names, orientation="h", error_x=dict(type="data", array=err),
-                           hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=per.mean(0).tolist(),
+            y=names,
+            orientation="h",
+            error_x=dict(type="data", array=err),
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+        )
+    )
     fig.update_layout(
         title=f"Direct logit attribution at c{position}: share of logit(target) − logit(runner-up), mean over {per.shape[0]} problems",
-        xaxis_title="Δ logit difference", yaxis_title="component",
+        xaxis_title="Δ logit difference",
+        yaxis_title="component",
     )
     return fig
 
@@ -78,24 +102,43 @@ def patching_figure(result, k: int | None = None, title: str | None = None) -> g
     style = dict(zmid=0, zmin=-1, zmax=1, colorscale="RdBu_r")
     if effect.ndim == 1:
         fig = go.Figure(go.Bar(x=answers, y=effect.tolist(), hovertemplate="%{x}: %{y:.2f}<extra></extra>"))
-        fig.update_layout(yaxis_title="normalised effect", yaxis_range=[min(-0.1, float(effect.nan_to_num().min())), 1.1])
+        fig.update_layout(
+            yaxis_title="normalised effect", yaxis_range=[min(-0.1, float(effect.nan_to_num().min())), 1.1]
+        )
     elif effect.ndim == 2:
-        fig = go.Figure(go.Heatmap(z=effect.tolist(), x=answers, y=labels[0], **style,
-                                   hovertemplate="patch %{y} → %{x}: %{z:.2f}<extra></extra>"))
+        fig = go.Figure(
+            go.Heatmap(
+                z=effect.tolist(),
+                x=answers,
+                y=labels[0],
+                **style,
+                hovertemplate="patch %{y} → %{x}: %{z:.2f}<extra></extra>",
+            )
+        )
         fig.update_yaxes(autorange="reversed")
     else:
         ks = [k] if k is not None else list(range(len(answers)))
         cols = min(4, len(ks))
         fig = make_subplots(rows=math.ceil(len(ks) / cols), cols=cols, subplot_titles=[answers[i] for i in ks])
         for n, i in enumerate(ks):
-            fig.add_trace(go.Heatmap(z=effect[..., i].tolist(), x=labels[1], y=labels[0], showscale=n == len(ks) - 1, **style,
-                                     hovertemplate=f"patch %{{y}} at %{{x}} → {answers[i]}: %{{z:.2f}}<extra></extra>"),
-                          row=n // cols + 1, col=n % cols + 1)
+            fig.add_trace(
+                go.Heatmap(
+                    z=effect[..., i].tolist(),
+                    x=labels[1],
+                    y=labels[0],
+                    showscale=n == len(ks) - 1,
+                    **style,
+                    hovertemplate=f"patch %{{y}} at %{{x}} → {answers[i]}: %{{z:.2f}}<extra></extra>",
+                ),
+                row=n // cols + 1,
+                col=n % cols + 1,
+            )
             if n % cols:
                 fig.update_yaxes(showticklabels=False, row=n // cols + 1, col=n % cols + 1)
         fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=title or "Activation patching: fraction of the clean logit difference restored",
-                      margin=dict(l=110))
+    fig.update_layout(
+        title=title or "Activation patching: fraction of the clean logit difference restored", margin=dict(l=110)
+    )
     return fig
 
 
@@ -125,16 +168,39 @@ def probe_scatter(results, site: str | None = None, ks=range(2, 7), max_points: 
         true, pred = r.true[k][:max_points].tolist(), r.predicted[si, k][:max_points].tolist()
         lo, hi = min(true + pred), max(true + pred)
         row, col = n // len(ks) + 1, n % len(ks) + 1
-        fig.add_trace(go.Scatter(x=true, y=pred, mode="markers", marker=dict(size=4, opacity=0.5, color="#1f77b4"), showlegend=False,
-                                 hovertemplate="true %{x}, probed %{y:.1f}<extra></extra>"), row=row, col=col)
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="grey", dash="dash"),
-                                 showlegend=False, hoverinfo="skip"), row=row, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=true,
+                y=pred,
+                mode="markers",
+                marker=dict(size=4, opacity=0.5, color="#1f77b4"),
+                showlegend=False,
+                hovertemplate="true %{x}, probed %{y:.1f}<extra></extra>",
+            ),
+            row=row,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[lo, hi],
+                y=[lo, hi],
+                mode="lines",
+                line=dict(color="grey", dash="dash"),
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            row=row,
+            col=col,
+        )
     fig.update_xaxes(title_text="true ĉ_k")
     fig.update_yaxes(title_text="probed", col=1)
     first = next(iter(results.values()))
     target = {"c_hat": "ĉ_k", "carry": "carry r_k", "s": "s_k"}.get(first.target, first.target)
-    fig.update_layout(title=f"Linear probes for {target} at {site or 'the last layer resid_mid'} (test split)",
-                      height=260 * len(results) + 140, width=230 * len(ks) + 160)
+    fig.update_layout(
+        title=f"Linear probes for {target} at {site or 'the last layer resid_mid'} (test split)",
+        height=260 * len(results) + 140,
+        width=230 * len(ks) + 160,
+    )
     return fig
 
 

@@ -70,6 +70,7 @@ def to_png(fig) -> bytes:
 # ---------------------------------------------------------------------------------------
 # plotly → matplotlib values
 
+
 def _grid_shape(fig) -> tuple[int, int]:
     grid = getattr(fig, "_grid_ref", None)
     if grid:
@@ -157,8 +158,8 @@ class _Painter:
 
     def _rect(self, xdom, ydom) -> list[float]:
         l, b, r, t = self.box
-        x0, x1 = (xdom or (0, 1))
-        y0, y1 = (ydom or (0, 1))
+        x0, x1 = xdom or (0, 1)
+        y0, y1 = ydom or (0, 1)
         return [l + x0 * (r - l), b + y0 * (t - b), (x1 - x0) * (r - l), (y1 - y0) * (t - b)]
 
     def ax_for(self, trace):
@@ -183,8 +184,15 @@ class _Painter:
         drawer = getattr(self, f"_draw_{kind}", None)
         if drawer is None:
             warnings.warn(f"to_png: plotly trace type {trace.type!r} is not rendered in the PNG", stacklevel=3)
-            ax.text(0.5, 0.5, f"({trace.type} trace: see the HTML version)", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")
+            ax.text(
+                0.5,
+                0.5,
+                f"({trace.type} trace: see the HTML version)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
             return
         drawer(i, trace, ax)
 
@@ -195,9 +203,12 @@ class _Painter:
         if coloraxis:
             ca = self.lay[coloraxis]
             colorscale, cmid, cmin, cmax = ca.colorscale, ca.cmid, ca.cmin, ca.cmax
-            zs = [np.asarray(t.z if t.type == "heatmap" else t.marker.color, dtype=float)
-                  for t in self.fig.data if getattr(t, "coloraxis", None) == coloraxis
-                  or getattr(getattr(t, "marker", None), "coloraxis", None) == coloraxis]
+            zs = [
+                np.asarray(t.z if t.type == "heatmap" else t.marker.color, dtype=float)
+                for t in self.fig.data
+                if getattr(t, "coloraxis", None) == coloraxis
+                or getattr(getattr(t, "marker", None), "coloraxis", None) == coloraxis
+            ]
             owner = coloraxis
         finite = np.concatenate([z[np.isfinite(z)].ravel() for z in zs]) if zs else np.array([])
         lo = float(finite.min()) if finite.size else 0.0
@@ -270,13 +281,24 @@ class _Painter:
         m = t.marker
         style: dict[str, Any] = {}
         color = m.color if m is not None else None
-        if color is not None and not isinstance(color, str) and np.asarray(color).dtype.kind in "iuf" and len(np.asarray(color)) == n:
+        if (
+            color is not None
+            and not isinstance(color, str)
+            and np.asarray(color).dtype.kind in "iuf"
+            and len(np.asarray(color)) == n
+        ):
             c = np.asarray(color, dtype=float)
             cmap, lo, hi, owner = self._scale_of(m, [c], m.colorscale, m.cmid, m.cmin, m.cmax)
             if m.reversescale:
                 cmap = cmap.reversed()
-            style.update(c=c, cmap=cmap, vmin=lo, vmax=hi, _owner=owner,
-                         _showscale=bool(m.showscale) or (m.coloraxis and self.lay[m.coloraxis].showscale is not False))
+            style.update(
+                c=c,
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                _owner=owner,
+                _showscale=bool(m.showscale) or (m.coloraxis and self.lay[m.coloraxis].showscale is not False),
+            )
         elif color is not None:
             style["color"] = [_color(c) for c in color] if not isinstance(color, str) else _color(color)
         else:
@@ -331,7 +353,11 @@ class _Painter:
         mode = t.mode or "lines+markers"
         label = self._label(t)
         if "lines" in mode:
-            color = _color(t.line.color) if t.line is not None and isinstance(t.line.color, str) else self.colorway[i % len(self.colorway)]
+            color = (
+                _color(t.line.color)
+                if t.line is not None and isinstance(t.line.color, str)
+                else self.colorway[i % len(self.colorway)]
+            )
             ax.plot(x, y, z, color=color, label=label if "markers" not in mode else None)
         if "markers" in mode:
             style = self._marker_style(i, t, len(x))
@@ -385,7 +411,9 @@ class _Painter:
         if m is not None and m.color is not None:
             color = _color(m.color) if isinstance(m.color, str) else [_color(c) for c in m.color]
             if not isinstance(m.color, str) and np.asarray(m.color).dtype.kind in "iuf":
-                cmap, lo, hi, _ = self._scale_of(m, [np.asarray(m.color, dtype=float)], m.colorscale, m.cmid, m.cmin, m.cmax)
+                cmap, lo, hi, _ = self._scale_of(
+                    m, [np.asarray(m.color, dtype=float)], m.colorscale, m.cmid, m.cmin, m.cmax
+                )
                 color = cmap((np.asarray(m.color, dtype=float) - lo) / ((hi - lo) or 1.0))
         else:
             color = self.colorway[i % len(self.colorway)]
@@ -400,8 +428,12 @@ class _Painter:
     # ----- layout ------------------------------------------------------------------------
     def finish(self) -> None:
         lay = self.lay
-        by_ref = {(axis, ref): ax for key, ax in self.axes.items() if key[0] == "xy"
-                  for axis, ref in (("x", key[1]), ("y", key[2]))}
+        by_ref = {
+            (axis, ref): ax
+            for key, ax in self.axes.items()
+            if key[0] == "xy"
+            for axis, ref in (("x", key[1]), ("y", key[2]))
+        }
         for (axis, ref), ax in by_ref.items():  # facets: plotly's `matches` is matplotlib's sharex/sharey
             other = by_ref.get((axis, lay[self._layout_name(ref)].matches or ""))
             if other is not None and other is not ax:
@@ -450,8 +482,11 @@ class _Painter:
             if not text or ann.visible is False:
                 continue
             size = ann.font.size if ann.font is not None and ann.font.size else None
-            kw = dict(ha=ha.get(ann.xanchor, "center"), va=va.get(ann.yanchor, "center"),
-                      fontsize=(size * 0.75) if size else None)
+            kw = dict(
+                ha=ha.get(ann.xanchor, "center"),
+                va=va.get(ann.yanchor, "center"),
+                fontsize=(size * 0.75) if size else None,
+            )
             xref, yref = ann.xref or "x", ann.yref or "y"
             if xref.startswith("paper") and yref.startswith("paper"):
                 x = l + (ann.x if ann.x is not None else 0.5) * (r - l)
