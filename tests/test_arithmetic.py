@@ -44,3 +44,13 @@ def test_digits_round_trip():
     x = torch.tensor([0, 7, 1234, 99999999])
     assert from_digits(to_digits(x, 8)).tolist() == x.tolist()
     assert to_digits(torch.tensor([1234]), 4).tolist() == [[4, 3, 2, 1]]
+
+
+def test_shape_annotations_are_checked_while_the_tests_run():
+    # pyproject's addopts install jaxtyping's import hook for mulinterp: a wrong shape is an error
+    from jaxtyping import TypeCheckError
+
+    with pytest.raises(TypeCheckError):
+        to_digits(torch.tensor([[12, 34]]), 2)  # annotated Int[Tensor, " batch"]: 1-D only
+    with pytest.raises(TypeCheckError):
+        from_digits(torch.tensor([1, 2]))  # annotated Int[Tensor, "batch n"]

@@ -40,7 +40,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import einops
 import torch
@@ -86,8 +85,8 @@ def logit_attribution(
     split: str = "test",
     a: Int[Tensor, " n"] | None = None,
     b: Int[Tensor, " n"] | None = None,
-    target: Literal["predicted", "true"] = "predicted",
-    prefix: Literal["clean", "own"] = "clean",
+    target: str = "predicted",  # or "true"; choices are checked below, so str (see mulinterp.task.Format)
+    prefix: str = "clean",  # or "own"
     batch_size: int = 2048,
 ) -> Attribution:
     """Counterfactual logit attribution of every operand digit for every answer digit.

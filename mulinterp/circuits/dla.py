@@ -110,7 +110,7 @@ def direct_logit_attribution(
     split: str = "test",
     a: Int[Tensor, " n"] | None = None,
     b: Int[Tensor, " n"] | None = None,
-    target: Literal["true", "predicted"] = "true",
+    target: str = "true",  # or "predicted"; checked below, so str (see mulinterp.task.Format)
 ) -> DLA:
     """Decompose the logit of ``c_k`` (true digit by default) at every answer position.
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import einops
 import torch
@@ -158,8 +157,8 @@ def prepare(
     split: str = "test",
     a: Int[Tensor, " n"] | None = None,
     b: Int[Tensor, " n"] | None = None,
-    answer: Literal["predicted", "true"] = "predicted",
-    prefix: Literal["clean", "own"] = "clean",
+    answer: str = "predicted",  # or "true"; choices are checked below, so str (see mulinterp.task.Format)
+    prefix: str = "clean",  # or "own"
 ) -> PatchSetup:
     """Build clean/corrupted pairs and run each side once.
 

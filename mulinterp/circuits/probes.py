@@ -36,7 +36,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -47,7 +46,7 @@ from mulinterp.hooks import hook_name
 from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
-Target = Literal["c_hat", "carry", "s"]
+Target = str  # one of TARGETS; checked in probe_targets (see Format in mulinterp.task for why not a Literal)
 TARGETS: tuple[str, ...] = ("c_hat", "carry", "s")
 ALPHAS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 _HEAD_SITE = re.compile(r"blocks\.(\d+)\.attn\.hook_z\[(\d+)\]")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mulinterp.hooks.context import HookFn
@@ -265,7 +265,7 @@ def knockout_edges(layer: int, edges: Iterable[tuple[int, int, int]]) -> tuple[s
     ids = torch.tensor(edges, dtype=torch.long).reshape(-1, 3)
     masks: dict[tuple, tuple[Tensor, Tensor]] = {}
 
-    def keep_mask(act: Tensor) -> tuple[Float[Tensor, "head query key"], Float[Tensor, "head query 1"]]:
+    def keep_mask(act: Tensor) -> tuple[Float[Tensor, "head query key"], Bool[Tensor, "head query 1"]]:
         key = (tuple(act.shape[1:]), act.device, act.dtype)
         if key not in masks:  # built once per shape, then reused for every forward pass
             n_heads, n_q, n_k = act.shape[1:]

@@ -23,6 +23,7 @@ so what a campaign does can always be repeated by hand.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -248,7 +249,7 @@ def run_campaign(
     device: str = "cpu",
     names: list[str] | None = None,
     report_every: float = 300.0,
-    out: TextIO | None = None,
+    out: io.TextIOBase | None = None,  # not typing.TextIO: io.StringIO is no subclass of it at run time
     min_slice_s: float = MIN_SLICE_S,
     save_margin_s: float = SAVE_MARGIN_S,
 ) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ def removal_offsets(n: int, smoothing: float, max_offset: int, generator: torch.
 
 def remove_cot(
     tokens: Int[Tensor, "batch seq"], task: MulTask, removed: Int[Tensor, " batch"]
-) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
+) -> tuple[Int[Tensor, "batch shorter_seq"], Int[Tensor, " batch"]]:
     """Drop the first ``removed[i]`` CoT tokens of example ``i`` (left-aligned, PAD-filled).
 
     Returns the new tokens (trimmed to the longest example) and each ``ANS`` index.
