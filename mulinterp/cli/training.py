@@ -113,8 +113,9 @@ def cmd_multiply(args) -> int:
         m.task.check_operands(a, b)
     except ValueError as e:
         raise CLIError(f"{e} ({args.model} is a {m.task.name} model)") from None
-    digits = greedy_answer(m.model, m.task, torch.tensor([a]), torch.tensor([b]))[0].tolist()
-    true = [int(d) for d in reversed(str(a * b).zfill(m.task.n_c))]
+    a_t, b_t = torch.tensor([a]), torch.tensor([b])
+    digits = greedy_answer(m.model, m.task, a_t, b_t)[0].tolist()
+    true = m.task.true_answer(a_t, b_t)[0].tolist()
     wrong = [k for k, (p, t) in enumerate(zip(digits, true)) if p != t]
     shown = "".join(str(d) if d < 10 else "?" for d in reversed(digits))
     if args.json:
