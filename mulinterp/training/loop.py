@@ -8,8 +8,9 @@ Resumability: every ``checkpoint_every`` steps the loop writes the model checkpo
 safetensors) holding weights, optimizer moments, the data generator's RNG state and the
 counters; every ``telemetry_every`` steps it appends a row to ``model.telemetry.jsonl``. The
 companion names come from :func:`mulinterp.models.resume_path` and
-:func:`mulinterp.models.telemetry_path`, the one place they are spelled. ``resume=True`` continues bit-for-bit on CPU: "N steps
-straight" and "N/2 steps, stop, resume, N/2 steps" give identical weights (tested).
+:func:`mulinterp.models.telemetry_path`, the one place they are spelled. ``resume=True``
+continues bit-for-bit on CPU: "N steps straight" and "N/2 steps, stop, resume, N/2 steps"
+give identical weights (tested).
 
 Moving a run between devices (CPU ↔ CUDA) keeps weights, AdamW moments and counters; only the
 data generator's state cannot cross (CPU and CUDA generators keep different states), so it is
