@@ -135,7 +135,7 @@ def _hook_of(site: str) -> tuple[str, int | None]:
 @torch.no_grad()
 def collect(
     m: MulModel, a: Int[Tensor, " n"], b: Int[Tensor, " n"], sites: list[str], batch_size: int = 1024
-) -> list[Float[Tensor, "n_c problem d"]]:
+) -> list[Float[Tensor, "n_c problem _d"]]:  # _d: unchecked, sites differ in width
     """Activations at each site, at the positions predicting ``c_0 …`` (one tensor per site)."""
     task, model = m.task, m.model
     device = m.device
@@ -184,7 +184,7 @@ class ProbeResult:
     r2: Float[Tensor, "site n_c"]
     predicted: Float[Tensor, "site n_c test"]
     true: Float[Tensor, "n_c test"]
-    weight: list[Float[Tensor, "n_c d"]]
+    weight: list[Float[Tensor, "n_c _d"]]  # _d: unchecked, sites differ in width (a head is d_head wide)
     bias: Float[Tensor, "site n_c"]
     alpha: Float[Tensor, "site n_c"]  # the ridge strength used (chosen on held-out train rows)
 
