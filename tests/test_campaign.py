@@ -245,5 +245,9 @@ def test_campaign_cli_status_and_bad_input(tmp_path, capsys):
     assert main(["campaign", "--root", str(root), "cooldown", "nope", "--steps", "5"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
     assert main(["campaign", "--root", str(tmp_path / "none"), "status"]) == 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "campaign.json").write_text('{"runs": [{"bundle_as": "x"}]}')
+    assert main(["campaign", "--root", str(tmp_path / "bad"), "status"]) == 2
+    assert "every entry of runs needs a name" in capsys.readouterr().err
     assert main(["campaign", "--root", str(root), "promote", "x.safetensors", "--as", "sft-2x2", "--force"]) == 2
     assert "--reason" in capsys.readouterr().err

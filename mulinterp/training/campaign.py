@@ -174,7 +174,9 @@ class Campaign:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
         runs = []
         for entry in spec.get("runs", []):
-            name = entry["name"]
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{path}: every entry of runs needs a name, got {entry!r}")
             runs.append(
                 CampaignRun(
                     name, root / name, entry.get("bundle_as"), bool(entry.get("active", True)), entry.get("note", "")
