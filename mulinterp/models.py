@@ -212,6 +212,14 @@ def safetensors_metadata(path: Path, data: bytes, what: str = "checkpoint") -> d
     return header.get("__metadata__") or {}
 
 
+def header_bytes(path: Path) -> bytes:
+    """The leading bytes of a safetensors file (8-byte length + JSON header), without its tensors."""
+    with Path(path).open("rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        return head + f.read(n)
+
+
 def _read_header(path: Path, data: bytes) -> dict[str, str]:
     meta = safetensors_metadata(path, data)
     if meta.get("format") != "mulinterp":
@@ -271,11 +279,7 @@ def read_metadata(path: str | Path) -> dict[str, JSONValue]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
-    with path.open("rb") as f:
-        head = f.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        data = head + f.read(n)
-    meta = _read_header(path, data)
+    meta = _read_header(path, header_bytes(path))
     return {"task": json.loads(meta["task"]), "model": json.loads(meta["model"]), **json.loads(meta["meta"])}
 
 

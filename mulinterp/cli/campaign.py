@@ -8,13 +8,13 @@ from mulinterp.cli.common import CLIError, emit_json
 
 
 def _fmt_status(st: dict) -> str:
+    from mulinterp.training.campaign import device_short, digits_line
+
     exact = "—" if st["val_exact"] is None else f"{100 * st['val_exact']:.1f}%"
-    digits = " ".join(f"{x:.2f}".lstrip("0") if x < 1 else "1.0" for x in st["val_per_digit"] or [])
+    digits = digits_line(st["val_per_digit"] or [])
     cot = f"{st['cot_left']}" if st["regime"] == "icot" else "–"
     hours = st["wall_s"] / 3600
-    devices = (
-        ",".join("CPU" if d == "cpu" else d.replace("NVIDIA ", "").split(" ")[0] for d in st["wall_by_device"]) or "–"
-    )
+    devices = ",".join(device_short(d) for d in st["wall_by_device"]) or "–"
     ex = f"{st['examples'] / 1e6:.1f}M"
     return (
         f"{st['name']:<12} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mulinterp.io import atomic_write_bytes
-from mulinterp.models import get_preset, resume_path, safetensors_metadata, telemetry_path
+from mulinterp.models import get_preset, header_bytes, resume_path, safetensors_metadata, telemetry_path
 from mulinterp.training.config import TrainConfig
 
 CAMPAIGN_FILE = "campaign.json"
@@ -90,11 +90,7 @@ class CampaignRun:
         """Counters saved in the resume file (``{}`` for a run that has not started)."""
         if not self.resume_file.is_file():
             return {}
-        with self.resume_file.open("rb") as f:
-            head = f.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else 0
-            data = head + f.read(n)
-        meta = safetensors_metadata(self.resume_file, data, "resume file")
+        meta = safetensors_metadata(self.resume_file, header_bytes(self.resume_file), "resume file")
         return json.loads(meta.get("counters", "{}"))
 
     def last_telemetry(self) -> dict[str, Any]:
@@ -225,11 +221,21 @@ def train_command(run: CampaignRun, budget_s: float, device: str) -> list[str]:
     return cmd
 
 
+def digits_line(per_digit: list[float]) -> str:
+    """Per-digit accuracies as ``1.00 .97 .24`` (what the status table and README tables show)."""
+    return " ".join("1.00" if x >= 0.995 else f"{x:.2f}".lstrip("0") for x in per_digit)
+
+
+def device_short(name: str) -> str:
+    """``cpu`` → ``CPU``, ``NVIDIA H100 80GB HBM3`` → ``H100``."""
+    return "CPU" if name == "cpu" else name.replace("NVIDIA ", "").split(" ")[0]
+
+
 def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
     tel = run.last_telemetry()
     step = int(tel.get("step", step0))
     rate = (step - step0) / max(1e-9, time.time() - t_start)
-    acc = " ".join(f"{x:.2f}".lstrip("0") if x < 1 else "1.0" for x in tel.get("digit_acc", []))
+    acc = digits_line(tel.get("digit_acc", []))
     cot = f"cot {tel['cot_remaining']:>2} left  " if tel.get("cot_remaining") else ""
     loss = f"loss {tel['loss']:.3f}  " if tel.get("loss") is not None else ""
     exact = f"monitor exact {100 * tel['exact_match']:5.1f}%  " if "exact_match" in tel else ""
