@@ -100,6 +100,7 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     from mulinterp.viz import dependencies, mechanism
 
     sft, icot, aux = (models.labels[r] for r in REGIMES)
+    mech = models.labels[models.bundled.mechanism_regime]
 
     def accuracy():
         return accuracy_figure(
@@ -114,21 +115,21 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
     def probe_fig():
         return dependencies.probe_scatter({k: probes.fit_probes(models(k)) for k in (sft, icot)})
 
-    # Mechanism figures use the aux model: the bundled 4×4 ICoT model did not learn the task
-    # and has no pair heads (docs/results-circuits2.md); aux is the one with cached pairs.
+    # Mechanism figures read the model the paper reads them from, ICoT, when it met its bar;
+    # otherwise aux, the one with cached pairs (BundledSet.mechanism_regime).
     @functools.cache
-    def aux_table():  # shared by the roles, DAG and Minkowski figures
-        return heads.head_table(models(aux), n=n, seed=0)
+    def mech_table():  # shared by the roles, DAG and Minkowski figures
+        return heads.head_table(models(mech), n=n, seed=0)
 
     def heads_fig():
-        return mechanism.heads_figure(aux_table())
+        return mechanism.heads_figure(mech_table())
 
     def dag_fig():
-        g = dag.build_dag(aux_table())
-        return mechanism.dag_figure(g, dag.knockout(models(aux), g, n=min(n, 256), seed=0))
+        g = dag.build_dag(mech_table())
+        return mechanism.dag_figure(g, dag.knockout(models(mech), g, n=min(n, 256), seed=0))
 
     def minkowski_fig():
-        return mechanism.minkowski_figure(geometry.minkowski_best(models(aux), aux_table(), n=max(n, 1000), seed=0))
+        return mechanism.minkowski_figure(geometry.minkowski_best(models(mech), mech_table(), n=max(n, 1000), seed=0))
 
     def fourier_fig():
         return mechanism.fourier_figure(
@@ -158,20 +159,20 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         ),
         (
             "attention_roles",
-            f"Attention roles of every head at every answer step ({aux})",
-            f"mulinterp heads --model {arg[aux]}",
+            f"Attention roles of every head at every answer step ({mech})",
+            f"mulinterp heads --model {arg[mech]}",
             heads_fig,
         ),
         (
             "dag",
-            f"The cache/retrieve attention graph and its knockout ({aux})",
-            f"mulinterp dag --model {arg[aux]}",
+            f"The cache/retrieve attention graph and its knockout ({mech})",
+            f"mulinterp dag --model {arg[mech]}",
             dag_fig,
         ),
         (
             "minkowski",
-            f"Minkowski-sum PCA of the sharpest pair head ({aux})",
-            f"mulinterp geometry --model {arg[aux]} --best",
+            f"Minkowski-sum PCA of the sharpest pair head ({mech})",
+            f"mulinterp geometry --model {arg[mech]} --best",
             minkowski_fig,
         ),
         ("fourier", "Fourier-basis R² of digit objects", "mulinterp geometry --json", fourier_fig),

@@ -366,6 +366,15 @@ class BundledSet:
     def meets_bars(self) -> bool:
         return all(meets_bar(r, self.exact[r]) for r in SET_REGIMES)
 
+    @property
+    def mechanism_regime(self) -> str:
+        """The model the mechanism (pair heads, DAG, Minkowski sums) is read from.
+
+        The paper reads it from ICoT; a bundled ICoT model that missed its bar did not learn
+        the task and caches no pairs (docs/results-circuits2.md), so aux stands in for it.
+        """
+        return "icot" if meets_bar("icot", self.exact["icot"]) else "aux"
+
     def describe(self) -> str:
         parts = ", ".join(f"{r} {100 * self.exact[r]:.2f} %" for r in SET_REGIMES)
         verdict = "meets the bars" if self.meets_bars else "does NOT meet the bars (icot ≥ 99 %, aux ≥ 95 %, sft < 5 %)"

@@ -107,6 +107,8 @@ def test_bundled_sets_and_their_bars():
     best = best_bundled_set(manifest)
     assert best.digits == "3x3" and best.meets_bars and best.names["icot"] == "icot-3x3"
     assert "3x3 set (sft 0.20 %, icot 99.60 %, aux 97.00 %) meets the bars" in best.describe()
+    assert best.mechanism_regime == "icot"  # the paper reads the mechanism from ICoT once it learned
+    assert bundled_set("4x4", manifest).mechanism_regime == "aux"  # a collapsed ICoT has no pair heads
     manifest["aux-3x3"] = entry(0.94)  # one model below its bar: fall back to the largest set, and say so
     assert best_bundled_set(manifest).digits == "4x4" and "does NOT meet" in best_bundled_set(manifest).describe()
     assert meets_bar("sft", 0.049) and not meets_bar("sft", BARS["sft"]) and meets_bar("icot", 0.99)
