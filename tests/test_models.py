@@ -58,7 +58,7 @@ def test_presets_and_registry():
         get_preset("huge")
     with pytest.raises(ValueError, match="available: .*icot-4x4"):
         load_pretrained("gpt-4x4")
-    assert {"icot-4x4", "sft-4x4", "aux-4x4", "aux-3x3"} <= set(list_pretrained())
+    assert {"icot-4x4", "sft-4x4", "aux-4x4", "aux-3x3", "icot-3x3"} <= set(list_pretrained())
 
 
 def test_bundled_models_load_and_match_manifest():
