@@ -1,9 +1,9 @@
 """Every figure of the paper (PAPER.md §4) from the bundled models, in one call.
 
 The models are one bundled *set* — ``sft-``, ``icot-`` and ``aux-`` of one task: by default
-the largest task whose set meets the bars (:data:`mulinterp.models.BARS`: the paper's
-contrast), or, while none does, the largest complete set (``digits="3x3"`` picks one). The
-index page and the CLI say which set was used and whether it meets the bars.
+the set that meets the most bars (:data:`mulinterp.models.BARS`: the paper's contrast), the
+larger task on a tie (``digits="3x3"`` picks one). The index page and the CLI say which set
+was used and whether it meets the bars.
 
 Any of the three models can be replaced by a checkpoint file (``checkpoints={"icot": FILE}``),
 e.g. the paper's own models converted by ``mulinterp import``; the figures then carry that

@@ -363,8 +363,12 @@ class BundledSet:
         return {r: f"{r}-{self.digits}" for r in SET_REGIMES}
 
     @property
+    def bars_met(self) -> int:
+        return sum(meets_bar(r, self.exact[r]) for r in SET_REGIMES)
+
+    @property
     def meets_bars(self) -> bool:
-        return all(meets_bar(r, self.exact[r]) for r in SET_REGIMES)
+        return self.bars_met == len(SET_REGIMES)
 
     @property
     def mechanism_regime(self) -> str:
@@ -377,7 +381,12 @@ class BundledSet:
 
     def describe(self) -> str:
         parts = ", ".join(f"{r} {100 * self.exact[r]:.2f} %" for r in SET_REGIMES)
-        verdict = "meets the bars" if self.meets_bars else "does NOT meet the bars (icot ≥ 99 %, aux ≥ 95 %, sft < 5 %)"
+        missed = [
+            f"{r} {'<' if r == 'sft' else '≥'} {100 * BARS[r]:.0f} %"
+            for r in SET_REGIMES
+            if not meets_bar(r, self.exact[r])
+        ]
+        verdict = "meets the bars" if self.meets_bars else f"does NOT meet the bars (misses {', '.join(missed)})"
         return f"the {self.digits} set ({parts}) {verdict}"
 
 
@@ -396,11 +405,16 @@ def bundled_sets(manifest: dict[str, dict[str, JSONValue]] | None = None) -> lis
 
 
 def best_bundled_set(manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:
-    """The largest task whose set meets the bars; if none does, the largest complete set."""
-    sets = bundled_sets(manifest)
+    """The set that meets the most bars, the larger task on a tie.
+
+    So a set that meets all three wins, and while none does, a set whose ICoT and aux models
+    learned the task is preferred to a larger one whose models collapsed (a 3×3 set with SFT
+    above its bar still shows learned mechanisms; a 4×4 set that meets only SFT's bar does not).
+    """
+    sets = bundled_sets(manifest)  # larger tasks first; max keeps the first of equals
     if not sets:
         raise ValueError("no complete set of bundled models (sft-, icot- and aux- of one task); reinstall mulinterp")
-    return next((s for s in sets if s.meets_bars), sets[0])
+    return max(sets, key=lambda s: s.bars_met)
 
 
 def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:

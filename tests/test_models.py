@@ -109,8 +109,13 @@ def test_bundled_sets_and_their_bars():
     assert "3x3 set (sft 0.20 %, icot 99.60 %, aux 97.00 %) meets the bars" in best.describe()
     assert best.mechanism_regime == "icot"  # the paper reads the mechanism from ICoT once it learned
     assert bundled_set("4x4", manifest).mechanism_regime == "aux"  # a collapsed ICoT has no pair heads
-    manifest["aux-3x3"] = entry(0.94)  # one model below its bar: fall back to the largest set, and say so
-    assert best_bundled_set(manifest).digits == "4x4" and "does NOT meet" in best_bundled_set(manifest).describe()
+    manifest["sft-3x3"] = entry(0.30)  # SFT learned 3x3: 2 bars met beat the 4x4 set's 1, and it says which missed
+    best = best_bundled_set(manifest)
+    assert (
+        best.digits == "3x3" and best.bars_met == 2 and "does NOT meet the bars (misses sft < 5 %)" in best.describe()
+    )
+    manifest["aux-3x3"] = entry(0.94)  # a tie (1 bar each): the larger task
+    assert best_bundled_set(manifest).digits == "4x4" and best_bundled_set(manifest).bars_met == 1
     assert meets_bar("sft", 0.049) and not meets_bar("sft", BARS["sft"]) and meets_bar("icot", 0.99)
     with pytest.raises(ValueError, match="no complete bundled set for 2x2"):
         bundled_set("2x2", manifest)

@@ -44,8 +44,8 @@ def register(sub) -> None:
     p.add_argument(
         "--set",
         metavar="DIGITS",
-        help="bundled set to draw, e.g. 3x3 or 4x4 (default: the largest set "
-        "that meets the bars icot ≥ 99 %%, aux ≥ 95 %%, sft < 5 %%; while none does, the largest set)",
+        help="bundled set to draw, e.g. 3x3 or 4x4 (default: the set that meets the most of the bars "
+        "icot ≥ 99 %%, aux ≥ 95 %%, sft < 5 %%, the larger task on a tie)",
     )
     for regime in ("sft", "icot", "aux"):
         p.add_argument(
