@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mulinterp.cli.dependencies",  # attribute, dla, patch, probe
     "mulinterp.cli.mechanism",  # heads, dag, geometry, dynamics
     "mulinterp.cli.figures",  # figures
+    "mulinterp.cli.claims",  # claims (the README's claims table)
     "mulinterp.cli.importer",  # import (the paper's released checkpoints)
     "mulinterp.cli.campaign",  # campaign status / run / cooldown / promote / readme
 ]
