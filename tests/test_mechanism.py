@@ -1,5 +1,6 @@
 """Heads, DAG + knockout, geometry and dynamics on models whose answers we know by construction."""
 
+import dataclasses
 import json
 import math
 
@@ -163,6 +164,8 @@ def test_mass_control_draws_heavy_non_dag_edges(planted_table):
     assert len(heavy) == 7 and not set(heavy) & PLANTED_EDGES and mass(heavy) > 3 * mass(light)
     with pytest.raises(ValueError, match="control"):
         control_edges(dag, 1, 0, "nonsense")
+    empty = dataclasses.replace(dag, edges=[e for e in dag.edges if e.kind != "attention"])
+    assert control_edges(empty, 2, 0, "mass") == [[], []] == control_edges(empty, 2, 0, "count")
 
 
 def test_minkowski_of_a_planted_pair_head_is_additive(planted, planted_table):

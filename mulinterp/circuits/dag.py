@@ -328,8 +328,10 @@ def control_edges(dag: AttentionDAG, n_draws: int, seed: int = 0, control: str =
         for p in range(start + kk + 1)
         if (l, h, start + kk, p) not in in_dag
     ]
-    weight = torch.tensor([float(dag.pattern[e]) for e in pool]).clamp_min(1e-12)
     k = min(k, len(pool))
+    if k == 0:  # a DAG without attention edges: nothing to match (multinomial refuses to draw 0)
+        return [[] for _ in range(n_draws)]
+    weight = torch.tensor([float(dag.pattern[e]) for e in pool]).clamp_min(1e-12)
     return [
         [pool[i] for i in torch.multinomial(weight, k, replacement=False, generator=gen).tolist()]
         for _ in range(n_draws)
