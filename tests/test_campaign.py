@@ -227,6 +227,8 @@ def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):
         promote(strong, "icot-2x2", n=500, checkpoint_dir=bundle)
     table = bundled_table(json.loads((bundle / "manifest.json").read_text()))
     assert "| `sft-2x2` | sft | d32 | 2 × 32 |" in table and table.count("\n") == 2
+    met = forced["test_exact_match"] < 0.05  # the bar column says whether the model meets its set's bar
+    assert ("| < 5 % met |" if met else "| < 5 % **missed** |") in table
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\ntail\n")
     assert update_readme(readme, json.loads((bundle / "manifest.json").read_text()))
