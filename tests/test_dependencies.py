@@ -275,6 +275,16 @@ def test_fit_probes_on_a_model(tiny):
         probes.fit_probes(tiny, target="c")
 
 
+def test_probe_scatter_plots_the_middle_digits_of_the_task(tiny):
+    from mulinterp.viz.dependencies import probe_scatter
+
+    r = probes.fit_probes(tiny, n_train=64, n_test=16)  # 2x2: answers c0..c3, middle digit c2 only
+    titles = [a.text for a in probe_scatter({"m": r}).layout.annotations]
+    assert len(titles) == 1 and titles[0].startswith("m: c2, MAE")
+    with pytest.raises(ValueError, match="do not fit answers of 4 digits"):
+        probe_scatter({"m": r}, ks=[2, 6])  # the paper's 4x4 columns on a 2x2 model
+
+
 # ----- CLI ---------------------------------------------------------------------------------
 @pytest.fixture()
 def cli(monkeypatch):

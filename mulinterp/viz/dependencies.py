@@ -148,14 +148,18 @@ def _short(label: str) -> str:
     return f"L{int(m.group(1)) + 1} {m.group(2).replace('attn.hook_', '')}" if m else label
 
 
-def probe_scatter(results, site: str | None = None, ks=range(2, 7), max_points: int = 400) -> go.Figure:
+def probe_scatter(results, site: str | None = None, ks=None, max_points: int = 400) -> go.Figure:
     """True vs probed ``ĉ_k`` for ``k`` in ``ks``: one row per model, MAE in each subplot's title.
 
     ``results`` is a :class:`~mulinterp.circuits.probes.ProbeResult` or a dict name → one;
-    ``site`` defaults to the last layer's ``resid_mid`` (the paper's choice).
+    ``site`` defaults to the last layer's ``resid_mid`` (the paper's choice); ``ks`` to the
+    middle digits ``2 … n_c − 2`` (the paper's ``c_2..c_6`` on 4×4).
     """
     results = _as_dict(results)
-    ks = list(ks)
+    n_c = min(len(r.positions) for r in results.values())
+    ks = list(range(2, n_c - 1) if ks is None else ks)
+    if not ks or max(ks) >= n_c:
+        raise ValueError(f"probe positions {ks} do not fit answers of {n_c} digits")
     titles, cells = [], []
     for name, r in results.items():
         s = site or next((x for x in reversed(r.sites) if x.endswith("hook_resid_mid")), r.sites[-1])
