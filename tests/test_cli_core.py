@@ -100,6 +100,18 @@ def test_train_eval_multiply_round_trip(tmp_path, capsys):
     assert main(["eval", str(out), "--data", str(deng)]) == 2
 
 
+def test_default_model_is_the_best_sets_icot(capsys):
+    from mulinterp.models import best_bundled_set
+
+    best = best_bundled_set()
+    n = int(best.digits.split("x")[0])
+    a = b = int("7" * n)
+    assert main(["multiply", str(a), str(b), "--json"]) == 0  # no --model: the best set's ICoT model
+    assert json.loads(capsys.readouterr().out)["true_digits"] == [int(d) for d in reversed(str(a * b).zfill(2 * n))]
+    assert main(["multiply", "1" * (n + 1), "1" * (n + 1)]) == 2  # the error names the model it defaulted to
+    assert f"({best.names['icot']} is a {best.digits} model)" in capsys.readouterr().err
+
+
 def test_console_script_help_and_version():
     r = subprocess.run([sys.executable, "-m", "mulinterp.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("mulinterp ")

@@ -7,7 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "icot-4x4"
+# Without --model, commands read the bundled set that `mulinterp figures` draws (the one that
+# meets the most bars, mulinterp.models.best_bundled_set): its ICoT model, or for `dynamics`
+# its SFT and aux models. Resolved when the command runs, so that building the parser does
+# not import torch, and so that the default follows the campaign's promotions.
+DEFAULT_MODEL = None
+DEFAULT_MODEL_HELP = "the best bundled set's icot model (the set `mulinterp figures` draws; see `mulinterp models`)"
+
+
+def default_model(regime: str = "icot") -> str:
+    """The bundled name of ``regime``'s model in the best bundled set (e.g. ``"icot-3x3"``)."""
+    from mulinterp.models import best_bundled_set
+
+    return best_bundled_set().names[regime]
 
 
 class CLIError(ValueError):
@@ -24,14 +36,14 @@ def add_model_arg(p, multiple: bool = False) -> None:
             "--model",
             action="append",
             metavar="NAME|FILE",
-            help=f"bundled model name or checkpoint file (repeatable; default {DEFAULT_MODEL})",
+            help=f"bundled model name or checkpoint file (repeatable; default {DEFAULT_MODEL_HELP})",
         )
     else:
         p.add_argument(
             "--model",
             default=DEFAULT_MODEL,
             metavar="NAME|FILE",
-            help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL})",
+            help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL_HELP})",
         )
 
 
@@ -44,10 +56,11 @@ def add_analysis_args(p, n: int = 256, multiple_models: bool = False) -> None:
     p.add_argument("--out", metavar="FILE", help="save the figure (.html, or .png)")
 
 
-def load_model(name: str):
+def load_model(name: str | None):
+    """A bundled name or checkpoint file; ``None`` is the default model (:func:`default_model`)."""
     from mulinterp.models import resolve
 
-    return resolve(name)
+    return resolve(name or default_model())
 
 
 def head_label(layer: int, head: int) -> str:

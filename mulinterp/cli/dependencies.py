@@ -6,10 +6,10 @@ import math
 import re
 
 from mulinterp.cli.common import (
-    DEFAULT_MODEL,
     CLIError,
     add_analysis_args,
     check_n,
+    default_model,
     emit_json,
     head_label,
     load_model,
@@ -236,7 +236,7 @@ def cmd_probe(args) -> int:
     check_n(args.n)
     if args.n_train < 2:
         raise CLIError(f"--n-train must be at least 2, got {args.n_train}")
-    names = args.model or [DEFAULT_MODEL]
+    names = args.model or [default_model()]
     results = {}
     for name in names:
         m = load_model(name)

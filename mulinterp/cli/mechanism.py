@@ -8,6 +8,7 @@ from mulinterp.cli.common import (
     CLIError,
     add_analysis_args,
     check_n,
+    default_model,
     emit_json,
     head_label,
     load_model,
@@ -15,8 +16,6 @@ from mulinterp.cli.common import (
     parse_position,
     save_figure,
 )
-
-DEFAULT_DYNAMICS = ["sft-4x4", "aux-4x4"]
 
 
 def _check_threshold(t: float) -> float:
@@ -200,7 +199,7 @@ def cmd_dynamics(args) -> int:
 
     if not 0 < args.threshold <= 1:
         raise CLIError(f"--threshold must be in (0, 1], got {args.threshold}")
-    runs = dynamics(args.model or DEFAULT_DYNAMICS, threshold=args.threshold)
+    runs = dynamics(args.model or [default_model("sft"), default_model("aux")], threshold=args.threshold)
     if args.out:
         from mulinterp.viz.mechanism import dynamics_figure
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mulinterp.cli.common import DEFAULT_MODEL, CLIError, check_n, emit_json, load_model
+from mulinterp.cli.common import DEFAULT_MODEL, DEFAULT_MODEL_HELP, CLIError, check_n, emit_json, load_model
 from mulinterp.cli.core import parse_operand
 
 # CLI flag → TrainConfig field; flags default to None so a recipe file's value survives
@@ -112,7 +112,7 @@ def cmd_multiply(args) -> int:
     try:
         m.task.check_operands(a, b)
     except ValueError as e:
-        raise CLIError(f"{e} ({args.model} is a {m.task.name} model)") from None
+        raise CLIError(f"{e} ({m.name} is a {m.task.name} model)") from None
     a_t, b_t = torch.tensor([a]), torch.tensor([b])
     digits = greedy_answer(m.model, m.task, a_t, b_t)[0].tolist()
     true = m.task.true_answer(a_t, b_t)[0].tolist()
@@ -130,11 +130,12 @@ def cmd_multiply(args) -> int:
             }
         )
         return 0
-    print(f"{args.model}: {a} × {b} = {shown}")
-    print(f"{'true':>{len(args.model)}}: {a} × {b} = {str(a * b).zfill(m.task.n_c)}")
+    label = args.model or m.name
+    print(f"{label}: {a} × {b} = {shown}")
+    print(f"{'true':>{len(label)}}: {a} × {b} = {str(a * b).zfill(m.task.n_c)}")
     if wrong:
         marks = "".join("^" if k in wrong else " " for k in reversed(range(m.task.n_c)))
-        print(" " * (len(args.model) + len(f": {a} × {b} = ")) + marks)
+        print(" " * (len(label) + len(f": {a} × {b} = ")) + marks)
         print("wrong digits: " + ", ".join(f"c{k}" for k in wrong) + " (c0 = least significant)")
     else:
         print("correct")
@@ -221,6 +222,6 @@ def register(sub) -> None:
     p = sub.add_parser("multiply", help="ask a model for A × B and compare with the true product")
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or checkpoint (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or checkpoint (default {DEFAULT_MODEL_HELP})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_multiply)
