@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mulinterp.cli.common import check_n, emit_json
+from mulinterp.cli.common import add_set_args, check_n, emit_json
 
 
 def cmd_claims(args) -> int:
@@ -61,13 +61,7 @@ def register(sub) -> None:
         "if MODEL.telemetry.jsonl lies beside it), else they say so. Prints a plain table "
         "(or --json); --readme rewrites the table between the README's claims markers.",
     )
-    p.add_argument(
-        "--set",
-        metavar="DIGITS",
-        help="bundled set, e.g. 3x3 or 4x4 (default: the set that meets the most of the bars icot ≥ 99 %%, "
-        "aux ≥ 95 %%, sft < 5 %%, the larger task on a tie; not needed when --sft, --icot "
-        "and --aux are all given)",
-    )
+    add_set_args(p, "; not needed when --sft, --icot and --aux are all given")
     p.add_argument(
         "--n",
         type=int,
@@ -83,11 +77,4 @@ def register(sub) -> None:
         "markers with the table (the file is left as it is if nothing changed)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for regime in ("sft", "icot", "aux"):
-        p.add_argument(
-            f"--{regime}",
-            metavar="FILE",
-            help=f"checkpoint to use instead of the set's bundled {regime} model "
-            "(e.g. the paper's own model from `mulinterp import`)",
-        )
     p.set_defaults(func=cmd_claims)

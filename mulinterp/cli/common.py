@@ -47,6 +47,23 @@ def add_model_arg(p, multiple: bool = False) -> None:
         )
 
 
+def add_set_args(p, note: str = "") -> None:
+    """``--set DIGITS`` and ``--sft/--icot/--aux FILE``: one bundled set, any model replaced by a file."""
+    p.add_argument(
+        "--set",
+        metavar="DIGITS",
+        help="bundled set, e.g. 3x3 or 4x4 (default: the set that meets the most of the bars icot ≥ 99 %%, "
+        f"aux ≥ 95 %%, sft < 5 %%, the larger task on a tie{note})",
+    )
+    for regime in ("sft", "icot", "aux"):
+        p.add_argument(
+            f"--{regime}",
+            metavar="FILE",
+            help=f"checkpoint to use instead of the set's bundled {regime} model "
+            "(e.g. the paper's own model from `mulinterp import`)",
+        )
+
+
 def add_analysis_args(p, n: int = 256, multiple_models: bool = False) -> None:
     """The options every analysis takes: --model, --n, --seed, --json, --out."""
     add_model_arg(p, multiple_models)

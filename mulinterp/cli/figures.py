@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mulinterp.cli.common import add_set_args
+
 
 def cmd_figures(args) -> int:
     from mulinterp.cli.common import check_n
@@ -41,17 +43,5 @@ def register(sub) -> None:
     p.add_argument("--format", default="html,png", help="comma-separated: html, png (default both)")
     p.add_argument("--n", type=int, default=256, help="problems per analysis (default 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--set",
-        metavar="DIGITS",
-        help="bundled set to draw, e.g. 3x3 or 4x4 (default: the set that meets the most of the bars "
-        "icot ≥ 99 %%, aux ≥ 95 %%, sft < 5 %%, the larger task on a tie)",
-    )
-    for regime in ("sft", "icot", "aux"):
-        p.add_argument(
-            f"--{regime}",
-            metavar="FILE",
-            help=f"checkpoint to use instead of the set's bundled {regime} "
-            "model (e.g. the paper's own model from `mulinterp import`)",
-        )
+    add_set_args(p)
     p.set_defaults(func=cmd_figures)
