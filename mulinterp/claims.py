@@ -668,8 +668,9 @@ class ModelSet:
 
 
 def load_models(digits: str | None = None, checkpoints: dict[str, str] | None = None) -> ModelSet:
-    """The bundled set ``digits`` (default: the best, :func:`~mulinterp.models.best_bundled_set`)
-    with any regime replaced by a checkpoint file; no bundled set is needed when all three are files.
+    """The bundled set ``digits`` (default: the set of the given checkpoints' task, else the
+    best, :func:`~mulinterp.models.best_bundled_set`) with any regime replaced by a checkpoint
+    file; no bundled set is needed when all three are files.
 
     Checked before anything loads: unknown regimes, missing or foreign files, and files of
     another task than the set's.
@@ -685,6 +686,8 @@ def load_models(digits: str | None = None, checkpoints: dict[str, str] | None = 
         md = read_metadata(path)  # raises if missing, truncated or foreign
         tasks[r] = f"{md['task']['n_a']}x{md['task']['n_b']}"
     chosen = None
+    if digits is None and 0 < len(files) < len(REGIMES):  # the set of the given checkpoints' task
+        digits = next(iter(tasks.values()))
     if digits is not None or len(files) < len(REGIMES):
         chosen = bundled_set(digits) if digits else best_bundled_set()
     want = chosen.digits if chosen is not None else next(iter(tasks.values()))

@@ -2,7 +2,7 @@
 
 The models are one bundled *set* — ``sft-``, ``icot-`` and ``aux-`` of one task: by default
 the set that meets the most bars (:data:`mulinterp.models.BARS`: the paper's contrast), the
-larger task on a tie (``digits="3x3"`` picks one). The index page and the CLI say which set
+larger task on a tie, or the set of the given checkpoints' task (``digits="3x3"`` picks one). The index page and the CLI say which set
 was used and whether it meets the bars.
 
 Any of the three models can be replaced by a checkpoint file (``checkpoints={"icot": FILE}``),
@@ -97,15 +97,22 @@ def accuracy_figure(results: dict) -> go.Figure:
 def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
     from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
     from mulinterp.evaluation import evaluate_generated
+    from mulinterp.models import meets_bar
     from mulinterp.viz import dependencies, mechanism
 
     sft, icot, aux = (models.labels[r] for r in REGIMES)
-    mech = models.labels[models.bundled.mechanism_regime]
+
+    @functools.cache
+    def ev(k: str):
+        return evaluate_generated(models(k).model, models(k).task, n, seed=2025)
+
+    if "icot" in models.files:  # a given ICoT checkpoint: read the mechanism from it if it learned
+        mech = icot if meets_bar("icot", ev(icot).exact_match) else aux
+    else:
+        mech = models.labels[models.bundled.mechanism_regime]
 
     def accuracy():
-        return accuracy_figure(
-            {k: evaluate_generated(models(k).model, models(k).task, n, seed=2025) for k in (sft, icot, aux)}
-        )
+        return accuracy_figure({k: ev(k) for k in (sft, icot, aux)})
 
     def attribution_fig():
         return dependencies.attribution_figure(
@@ -218,6 +225,9 @@ def check_request(
     unknown = sorted(set(checkpoints) - set(REGIMES))
     if unknown:
         raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
+    if not digits and checkpoints:  # the set of the given checkpoints' task (they must agree, below)
+        md = read_metadata(next(iter(checkpoints.values())))
+        digits = f"{md['task']['n_a']}x{md['task']['n_b']}"
     chosen = bundled_set(digits) if digits else best_bundled_set()
     for regime, name in chosen.names.items():
         if regime in checkpoints:

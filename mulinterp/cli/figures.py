@@ -6,14 +6,14 @@ from mulinterp.cli.common import add_set_args
 
 
 def cmd_figures(args) -> int:
+    from pathlib import Path
+
     from mulinterp.cli.common import check_n
-    from mulinterp.figures import paper_figures
+    from mulinterp.figures import check_request, paper_figures
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     given = {r: getattr(args, r) for r in ("sft", "icot", "aux") if getattr(args, r)}
-    from mulinterp.models import best_bundled_set, bundled_set
-
-    chosen = bundled_set(args.set) if args.set else best_bundled_set()
+    chosen = check_request(Path(args.out), formats, given, args.set)  # the set: --set, the files' task, or the best
     print(
         f"models: {chosen.describe()}"
         + (f"; replaced: {', '.join(f'{r} by {f}' for r, f in given.items())}" if given else "")
