@@ -675,16 +675,15 @@ def load_models(digits: str | None = None, checkpoints: dict[str, str] | None = 
     Checked before anything loads: unknown regimes, missing or foreign files, and files of
     another task than the set's.
     """
-    from mulinterp.models import best_bundled_set, bundled_set, load, load_pretrained, read_metadata
+    from mulinterp.models import best_bundled_set, bundled_set, load, load_pretrained, read_metadata, task_digits
 
     files = {r: str(f) for r, f in (checkpoints or {}).items()}
     unknown = sorted(set(files) - set(REGIMES))
     if unknown:
         raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
-    tasks = {}
-    for r, path in files.items():
-        md = read_metadata(path)  # raises if missing, truncated or foreign
-        tasks[r] = f"{md['task']['n_a']}x{md['task']['n_b']}"
+    tasks = {
+        r: task_digits(read_metadata(path)) for r, path in files.items()
+    }  # raises if missing, truncated or foreign
     chosen = None
     if digits is None and 0 < len(files) < len(REGIMES):  # the set of the given checkpoints' task
         digits = next(iter(tasks.values()))

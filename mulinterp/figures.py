@@ -208,7 +208,7 @@ def check_request(
 
     Returns the bundled set the figures will use (``digits``, or the best one).
     """
-    from mulinterp.models import best_bundled_set, bundled_set, pretrained_path, read_metadata
+    from mulinterp.models import best_bundled_set, bundled_set, pretrained_path, read_metadata, task_digits
 
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -225,14 +225,13 @@ def check_request(
     unknown = sorted(set(checkpoints) - set(REGIMES))
     if unknown:
         raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
-    if not digits and checkpoints:  # the set of the given checkpoints' task (they must agree, below)
-        md = read_metadata(next(iter(checkpoints.values())))
-        digits = f"{md['task']['n_a']}x{md['task']['n_b']}"
+    # raises if a file is missing, truncated or foreign
+    tasks = {r: task_digits(read_metadata(f)) for r, f in checkpoints.items()}
+    digits = digits or next(iter(tasks.values()), None)  # else the set of the given checkpoints' task
     chosen = bundled_set(digits) if digits else best_bundled_set()
     for regime, name in chosen.names.items():
         if regime in checkpoints:
-            md = read_metadata(checkpoints[regime])  # raises if missing, truncated or foreign
-            task = f"{md['task']['n_a']}x{md['task']['n_b']}"
+            task = tasks[regime]
             if task != chosen.digits:
                 raise ValueError(
                     f"{checkpoints[regime]} is a {task} model; the {chosen.digits} set's figures need "

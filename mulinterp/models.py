@@ -274,6 +274,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", task: MulTask | N
     return MulModel(model=model, task=ck_task, spec=spec, meta=json.loads(meta["meta"]), extras=extras)
 
 
+def task_digits(metadata: dict[str, JSONValue]) -> str:
+    """``"4x4"``: the task of a checkpoint's metadata (:func:`read_metadata`), as sets and tasks name it."""
+    task = metadata["task"]
+    return f"{task['n_a']}x{task['n_b']}"  # type: ignore[index]
+
+
 def read_metadata(path: str | Path) -> dict[str, JSONValue]:
     """Task, model spec and metadata of a checkpoint without building the model."""
     path = Path(path)

@@ -65,7 +65,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from mulinterp.models import list_pretrained, read_metadata
+    from mulinterp.models import list_pretrained, read_metadata, task_digits
 
     rows = []
     for name, info in list_pretrained().items():
@@ -93,7 +93,7 @@ def cmd_models(args) -> int:
             {
                 "name": path,
                 "source": "file",
-                "task": f"{md['task']['n_a']}x{md['task']['n_b']}",
+                "task": task_digits(md),
                 "regime": md.get("regime"),
                 "d_model": md["model"]["d_model"],
                 "steps": md.get("steps"),
