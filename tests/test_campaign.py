@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from mulinterp.cli import main
 from mulinterp.models import load, resume_path, telemetry_path
 from mulinterp.training import TrainConfig, train
-from mulinterp.training.campaign import Campaign, cooldown, run_campaign
+from mulinterp.training.campaign import Campaign, cooldown, fork, parse_recipe_changes, run_campaign
 from mulinterp.training.loop import Trainer
 from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
 
@@ -203,6 +203,38 @@ def test_cooldown_branch_leaves_the_run_untouched(tmp_path):
     assert rows[-1]["step"] == 30 and rows[-1]["lr"] < 3e-3 * 0.2  # decaying towards 3e-5
     with pytest.raises(ValueError, match="positive"):
         cooldown(run, 0)
+
+
+def test_fork_continues_the_source_state_under_a_changed_recipe(tmp_path, capsys):
+    root = make_campaign(tmp_path / "runs", {"a": {"steps": 30, "regime": "aux"}, "b": {"steps": 30}})
+    camp = Campaign.load(root)
+    src = camp.get("a")
+    train(src.recipe(), src.checkpoint, stop_after=20, progress=False)
+    same = fork(camp, "a", "a-same", {})
+    assert main(["campaign", "--root", str(root), "fork", "a", "--as", "a-mix", "--set", "nx1_share=0.25"]) == 0
+    assert "forked a at step 20 as a-mix" in capsys.readouterr().out
+    camp = Campaign.load(root)
+    assert [r.name for r in camp.runs] == ["a", "a-mix", "a-same", "b"]
+    assert camp.get("a-mix").recipe().nx1_share == 0.25 and camp.get("a-mix").active
+    assert json.loads((root / "campaign.json").read_text())["runs"][1]["forked_from"] == "a@20"
+    # a fork without changes carries the whole state: it ends where the source itself would
+    train(src.recipe(), src.checkpoint, resume=True, progress=False)
+    train(same.recipe(), same.checkpoint, resume=True, progress=False)
+    w_src, w_fork = load_file(src.checkpoint), load_file(same.checkpoint)
+    assert all(torch.equal(w_src[k], w_fork[k]) for k in w_src)
+    assert src.status()["step"] == same.status()["step"] == 30
+    with pytest.raises(ValueError, match="already exists"):
+        fork(camp, "a", "a-mix", {})
+    with pytest.raises(ValueError, match="cannot change regime"):
+        fork(camp, "a", "a-sft", {"regime": "sft"})
+    with pytest.raises(ValueError, match="unknown recipe keys: nx1"):
+        fork(camp, "a", "a-typo", {"nx1": 0.5})
+    with pytest.raises(ValueError, match="no state to fork"):
+        fork(camp, "b", "b2", {})
+    assert not (root / "a-typo").exists() and not (root / "b2").exists()
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_recipe_changes(["aux_weight"])
+    assert parse_recipe_changes(["aux_weight=3", "schedule=cosine"]) == {"aux_weight": 3, "schedule": "cosine"}
 
 
 def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from mulinterp.models import resume_path, telemetry_path
 from mulinterp.task import D_VOCAB, PAD, MulTask
 from mulinterp.training import TrainConfig, train
-from mulinterp.training.data import make_batch, removal_offsets, remove_cot, scheduled_removal
+from mulinterp.training.data import make_batch, nx1_operands, removal_offsets, remove_cot, scheduled_removal
 
 
 def tiny_cfg(**kw):
@@ -55,6 +55,27 @@ def test_loss_masks_per_regime():
     assert sft.loss_mask.sum(1).tolist() == [task.n_c] * 4  # answer digits only
     icot = make_batch(task, 4, g, "icot", removed=0, smoothing=math.inf)
     assert icot.loss_mask.sum(1).tolist() == [task.cot_len + 1 + task.n_c + 1] * 4  # everything after the input
+
+
+def test_nx1_share_replaces_that_share_with_single_digit_operands():
+    task, g = MulTask(4, 4), torch.Generator().manual_seed(0)
+    a, b = task.sample(20_000, "train", generator=g)
+    a2, b2 = nx1_operands(task, a, b, 0.25, g)
+    changed = (a2 != a) | (b2 != b)
+    assert 0.22 < changed.float().mean() < 0.28
+
+    def one_nonzero(x: int) -> bool:
+        return sum(ch != "0" for ch in str(x)) == 1
+
+    pairs = list(zip(a2[changed].tolist(), b2[changed].tolist()))
+    assert all(one_nonzero(x) or one_nonzero(y) for x, y in pairs)
+    assert {len(str(x)) - 1 for x, _ in pairs if x < 1000} == {0, 1, 2}  # a at every lower place
+    assert {len(str(y)) - 1 for _, y in pairs if y < 1000} == {0, 1, 2}  # and b
+    assert task.in_split(a2, b2, "train").all()  # never a held-out problem
+    assert torch.equal(nx1_operands(task, a, b, 0.0, g)[0], a)
+    batch = make_batch(task, 64, torch.Generator().manual_seed(1), "aux", nx1_share=0.5)
+    c = task.true_answer(batch.a, batch.b)
+    assert torch.equal(batch.tokens[:, batch.answer_start[0] + 1 : batch.answer_start[0] + 1 + task.n_c], c)
 
 
 @pytest.mark.parametrize("regime", ["sft", "icot", "aux"])

@@ -1,4 +1,4 @@
-"""``mulinterp campaign``: status, run, cooldown, promote and readme for the training campaign."""
+"""``mulinterp campaign``: status, run, fork, cooldown, promote and readme for the training campaign."""
 
 from __future__ import annotations
 
@@ -74,6 +74,19 @@ def cmd_cooldown(args) -> int:
     return 0
 
 
+def cmd_fork(args) -> int:
+    from mulinterp.training.campaign import Campaign, fork, parse_recipe_changes
+
+    camp = Campaign.load(args.root)
+    run = fork(camp, args.run, args.name, parse_recipe_changes(args.set or []), note=args.note or "")
+    st = run.status()
+    changed = ", ".join(args.set or []) or "no recipe change"
+    print(
+        f"forked {args.run} at step {st['step']} as {run.name} ({changed}); it is active in {args.root}/campaign.json"
+    )
+    return 0
+
+
 def cmd_promote(args) -> int:
     from mulinterp.training.promotion import promote, update_readme
 
@@ -103,10 +116,11 @@ def cmd_readme(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "campaign",
-        help="the training campaign: status, run, cooldown, promote",
+        help="the training campaign: status, run, fork, cooldown, promote",
         description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
         "listed in runs/campaign.json in priority order). `status` prints the table without "
-        "training; `run` continues the unfinished runs in the background of a session; `cooldown` "
+        "training; `run` continues the unfinished runs in the background of a session; `fork` "
+        "continues a run under a changed recipe; `cooldown` "
         "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
         "bundled model of its name. See docs/training-runs/campaign.md.",
     )
@@ -148,6 +162,20 @@ def register(sub) -> None:
     q.add_argument("--device", default="cpu")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_cooldown)
+
+    q = csub.add_parser(
+        "fork",
+        help="a new run that continues RUN's state under a changed recipe (an A/B arm)",
+        description="Copy RUN's latest state (weights, optimizer moments, RNG, counters, telemetry) "
+        "into a new run folder NAME with the recipe changed by --set KEY=VALUE, and list it, active, "
+        "right after RUN in campaign.json. Train both for the same steps to compare a change at equal "
+        "cost. regime, digits and preset cannot change.",
+    )
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--as", dest="name", required=True, metavar="NAME", help="the new run's name")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe change (repeatable; JSON values)")
+    q.add_argument("--note", help="what the fork tests (kept in campaign.json)")
+    q.set_defaults(func=cmd_fork)
 
     q = csub.add_parser(
         "promote",

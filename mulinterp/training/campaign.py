@@ -343,7 +343,61 @@ def run_campaign(
 
 
 # ---------------------------------------------------------------------------------------
-# cool-down branches
+# forks and cool-down branches
+
+# what a fork may not change: its state would not fit (the resume file refuses these too)
+FIXED_RECIPE_KEYS = ("regime", "digits", "preset")
+
+
+def parse_recipe_changes(items: list[str]) -> dict[str, Any]:
+    """``["aux_weight=3", "nx1_share=0.25"]`` → ``{"aux_weight": 3, "nx1_share": 0.25}`` (JSON values,
+    bare words as strings)."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"a recipe change is KEY=VALUE, got {item!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: str = "") -> CampaignRun:
+    """A new run ``name`` that continues ``source``'s latest state (weights, optimizer, RNG,
+    counters, telemetry) under a changed recipe: one arm of an A/B at equal steps.
+
+    The fork is listed right after its source in ``campaign.json``, active; the source is left
+    as it is. Its counters (steps, examples, wall time) include the source's, so its cost is
+    the whole cost of the model it trains.
+    """
+    src = camp.get(source)
+    if any(r.name == name for r in camp.runs) or (camp.root / name).exists():
+        raise ValueError(f"run {name!r} already exists in {camp.root}")
+    if not src.resume_file.is_file():
+        raise ValueError(f"run {source} has no state to fork yet ({src.resume_file} missing)")
+    fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
+    if fixed:
+        raise ValueError(f"a fork keeps {', '.join(FIXED_RECIPE_KEYS)}; cannot change {', '.join(fixed)}")
+    cfg = TrainConfig.from_dict({**src.recipe().to_dict(), **changes})  # unknown keys: one clear error
+    folder = camp.root / name
+    folder.mkdir(parents=True)
+    for path in (src.checkpoint, src.resume_file, src.telemetry):
+        if path.is_file():
+            shutil.copyfile(path, folder / path.name)
+    run = CampaignRun(name, folder, src.bundle_as, True, note)
+    atomic_write_bytes(run.recipe_path, (json.dumps(cfg.to_dict(), indent=1) + "\n").encode())
+    step = int(src.counters().get("step", 0))
+    spec_path = camp.root / CAMPAIGN_FILE
+    spec = json.loads(spec_path.read_text())
+    at = next(i for i, e in enumerate(spec["runs"]) if e.get("name") == source) + 1
+    entry = {"name": name, "bundle_as": src.bundle_as, "active": True, "note": note, "forked_from": f"{source}@{step}"}
+    spec["runs"].insert(at, entry)
+    atomic_write_bytes(spec_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode())
+    camp.runs.insert(next(i for i, r in enumerate(camp.runs) if r.name == source) + 1, run)
+    run.write_status()
+    return run
 
 
 def cooldown(run: CampaignRun, steps: int, out: str | Path | None = None, device: str = "cpu", progress: bool = False):

@@ -41,6 +41,8 @@ class TrainConfig:
     aux_weight: float = 1.0
     aux_layer: int = 1
     aux_heads: tuple[int, ...] | None = None  # None = all heads
+    # share of each batch replaced by n×1 problems (one operand d·10^j; data.nx1_operands)
+    nx1_share: float = 0.0
     # bookkeeping
     eval_every: int = 500
     eval_n: int = 1000
@@ -71,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         if self.cooldown_from is not None and (self.cooldown_from < 0 or self.cooldown_steps <= 0):
             raise ValueError("a cool-down needs cooldown_from ≥ 0 and cooldown_steps > 0")
+        if not 0 <= self.nx1_share < 1:
+            raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
             raise ValueError(f"stop_at_exact must be in (0, 1], got {self.stop_at_exact}")
 

@@ -8,6 +8,10 @@ transition between removal stages. Once every CoT token is gone the layout is th
 Removal is one ``gather`` per batch: position ``t`` of the shortened sequence reads position
 ``t`` of the full one before the CoT and ``t + removed`` after it; what runs past the end is
 padding, masked out of the loss.
+
+An optional share of each batch can be *n×1 problems* (:func:`nx1_operands`): one operand has a
+single non-zero digit, so each answer digit depends on one digit pair plus carries — a
+curriculum-free way to show the model, pair by pair, which positions feed which digit.
 """
 
 from __future__ import annotations
@@ -64,6 +68,36 @@ def remove_cot(
     return out[:, :new_len], task.answer_start("cot") - removed
 
 
+def nx1_operands(
+    task: MulTask,
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
+    share: float,
+    generator: torch.Generator,
+) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """Replace a ``share`` of the pairs by n×1 problems, drawn from ``generator``.
+
+    In a replaced pair one operand (``a`` or ``b``, each with probability ½) becomes ``d·10^j``:
+    one non-zero digit ``d`` at a random place ``j``, zeros elsewhere (leading zeros included;
+    the paper's n×1 problems, shifted to every place). Answer digit ``c_k`` then depends on the
+    single pair ``(k − j, j)`` plus carries. Such operands lie outside the task's n-digit
+    problems except at the leading place; a pair that lands there in the val or test split
+    keeps its drawn operands, so no held-out problem is ever trained on.
+    """
+    if share <= 0:
+        return a, b
+    n, device = a.shape[0], a.device
+    pick = torch.rand(n, generator=generator, device=device) < share
+    on_a = torch.rand(n, generator=generator, device=device) < 0.5
+    n_digits = torch.where(on_a, task.n_a, task.n_b)
+    place = (torch.rand(n, generator=generator, device=device) * n_digits).long()
+    digit = torch.randint(1, 10, (n,), generator=generator, device=device)
+    single = digit * 10**place
+    new_a, new_b = torch.where(on_a, single, a), torch.where(on_a, b, single)
+    keep = pick & task.in_split(new_a, new_b, "train")
+    return torch.where(keep, new_a, a), torch.where(keep, new_b, b)
+
+
 def make_batch(
     task: MulTask,
     n: int,
@@ -71,9 +105,12 @@ def make_batch(
     regime: str,
     removed: int = 0,
     smoothing: float = math.inf,
+    nx1_share: float = 0.0,
 ) -> Batch:
-    """A fresh batch of training-split problems for ``regime`` (sft/aux: plain, icot: CoT)."""
+    """A fresh batch of training-split problems for ``regime`` (sft/aux: plain, icot: CoT),
+    ``nx1_share`` of them n×1 problems (:func:`nx1_operands`)."""
     a, b = task.sample(n, "train", generator=generator)
+    a, b = nx1_operands(task, a, b, nx1_share, generator)
     if regime != "icot" or removed >= task.cot_len:
         tokens = task.encode(a, b, "plain")
         start = torch.full((n,), task.answer_start("plain"), device=tokens.device)

@@ -390,7 +390,7 @@ class Trainer:
             if cfg.reset_optimizer:
                 self.opt.state.clear()
             self.last_removed = removed
-        batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing)
+        batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing, cfg.nx1_share)
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr_at(self.step)
         ce, aux = self.losses(batch)
