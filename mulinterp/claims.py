@@ -675,25 +675,10 @@ def load_models(digits: str | None = None, checkpoints: dict[str, str] | None = 
     Checked before anything loads: unknown regimes, missing or foreign files, and files of
     another task than the set's.
     """
-    from mulinterp.models import best_bundled_set, bundled_set, load, load_pretrained, read_metadata, task_digits
+    from mulinterp.models import load, load_pretrained, resolve_set
 
     files = {r: str(f) for r, f in (checkpoints or {}).items()}
-    unknown = sorted(set(files) - set(REGIMES))
-    if unknown:
-        raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
-    tasks = {
-        r: task_digits(read_metadata(path)) for r, path in files.items()
-    }  # raises if missing, truncated or foreign
-    chosen = None
-    if digits is None and 0 < len(files) < len(REGIMES):  # the set of the given checkpoints' task
-        digits = next(iter(tasks.values()))
-    if digits is not None or len(files) < len(REGIMES):
-        chosen = bundled_set(digits) if digits else best_bundled_set()
-    want = chosen.digits if chosen is not None else next(iter(tasks.values()))
-    for r, t in tasks.items():
-        if t != want:
-            where = f"the {want} set" if chosen is not None else f"the {tasks['sft']} sft model"
-            raise ValueError(f"{files[r]} is a {t} model; {where} needs {want} (choose the set with --set)")
+    chosen = resolve_set(digits, files, complete_without_set=True)
     sources = {r: files.get(r) or chosen.names[r] for r in REGIMES}  # type: ignore[union-attr]
     models = {r: load(files[r]) if r in files else load_pretrained(sources[r]) for r in REGIMES}
     for r in files:

@@ -208,7 +208,7 @@ def check_request(
 
     Returns the bundled set the figures will use (``digits``, or the best one).
     """
-    from mulinterp.models import best_bundled_set, bundled_set, pretrained_path, read_metadata, task_digits
+    from mulinterp.models import resolve_set
 
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -221,24 +221,8 @@ def check_request(
     target = out if out.is_dir() else parent
     if not os.access(target, os.W_OK):
         raise ValueError(f"cannot write figures to {out}: {target} is not writable")
-    checkpoints = checkpoints or {}
-    unknown = sorted(set(checkpoints) - set(REGIMES))
-    if unknown:
-        raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(REGIMES)}")
-    # raises if a file is missing, truncated or foreign
-    tasks = {r: task_digits(read_metadata(f)) for r, f in checkpoints.items()}
-    digits = digits or next(iter(tasks.values()), None)  # else the set of the given checkpoints' task
-    chosen = bundled_set(digits) if digits else best_bundled_set()
-    for regime, name in chosen.names.items():
-        if regime in checkpoints:
-            task = tasks[regime]
-            if task != chosen.digits:
-                raise ValueError(
-                    f"{checkpoints[regime]} is a {task} model; the {chosen.digits} set's figures need "
-                    f"{chosen.digits} (choose the set with --set)"
-                )
-        else:
-            pretrained_path(name)  # raises if missing or damaged
+    chosen = resolve_set(digits, checkpoints)
+    assert chosen is not None  # figures always read a bundled set
     return chosen
 
 

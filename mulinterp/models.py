@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -429,3 +430,33 @@ def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = 
             return s
     avail = ", ".join(s.digits for s in bundled_sets(manifest)) or "none"
     raise ValueError(f"no complete bundled set for {digits}; sets: {avail}")
+
+
+def resolve_set(
+    digits: str | None, files: Mapping[str, str] | None = None, *, complete_without_set: bool = False
+) -> BundledSet | None:
+    """The bundled set an analysis of the three regimes reads, any regime replaced by a file.
+
+    ``digits`` names the set; without it, the set of the given files' task; with no files, the
+    best set (:func:`best_bundled_set`). Checked before anything loads, one ``ValueError`` each:
+    unknown regimes, missing, damaged or foreign files, files of another task than the set's,
+    damaged bundled models. With ``complete_without_set`` a file for every regime and no
+    ``digits`` need no bundled set (``None``; the files must then share one task).
+    """
+    files = dict(files or {})
+    unknown = sorted(set(files) - set(SET_REGIMES))
+    if unknown:
+        raise ValueError(f"unknown regime {', '.join(unknown)} for a checkpoint; choose from {', '.join(SET_REGIMES)}")
+    tasks = {r: task_digits(read_metadata(path)) for r, path in files.items()}  # raises if missing or foreign
+    complete = complete_without_set and len(files) == len(SET_REGIMES) and digits is None
+    digits = digits or next(iter(tasks.values()), None)
+    chosen = None if complete else bundled_set(digits) if digits else best_bundled_set()
+    want = chosen.digits if chosen else digits
+    for r, task in tasks.items():
+        if task != want:
+            need = f"the {want} set needs {want}" if chosen else f"{next(iter(files.values()))} is a {want} model"
+            raise ValueError(f"{files[r]} is a {task} model; {need} (choose the set with --set)")
+    for r, name in chosen.names.items() if chosen else ():
+        if r not in files:
+            pretrained_path(name)  # raises if missing or damaged
+    return chosen

@@ -42,6 +42,10 @@ def test_removal_schedule_and_offsets():
     assert scheduled_removal(0, 8, 1000, 46) == 0
     assert scheduled_removal(500, 8, 1000, 46) == 4
     assert scheduled_removal(10**9, 8, 1000, 46) == 46
+    # anchored: 37 tokens gone at 3 700 examples, then 4 per 1 000 — none come back at the anchor
+    assert scheduled_removal(3700, 4, 1000, 46, from_examples=3700, from_tokens=37) == 37
+    assert scheduled_removal(4200, 4, 1000, 46, from_examples=3700, from_tokens=37) == 39
+    assert scheduled_removal(10**9, 4, 1000, 46, from_examples=3700, from_tokens=37) == 46
     g = torch.Generator().manual_seed(0)
     k = removal_offsets(20000, 4.0, 10, g)
     p1 = (k == 1).float().mean() / (k == 0).float().mean()

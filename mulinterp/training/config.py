@@ -35,6 +35,10 @@ class TrainConfig:
     # ICoT (Deng et al. stepwise internalisation)
     remove_per_epoch: float = 8.0  # CoT tokens removed per epoch-equivalent of examples
     epoch_size: int = 808_000  # examples per "epoch" (Deng's 4×4 training set size)
+    # the schedule's anchor: from_tokens removed at from_examples, remove_per_epoch from there on
+    # (a fork that slows the last removals sets it to its own state; see data.scheduled_removal)
+    removal_from_examples: int = 0
+    removal_from_tokens: int = 0
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
@@ -73,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         if self.cooldown_from is not None and (self.cooldown_from < 0 or self.cooldown_steps <= 0):
             raise ValueError("a cool-down needs cooldown_from ≥ 0 and cooldown_steps > 0")
+        if self.removal_from_examples < 0 or self.removal_from_tokens < 0:
+            raise ValueError("removal_from_examples and removal_from_tokens must be ≥ 0")
         if not 0 <= self.nx1_share < 1:
             raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:

@@ -35,9 +35,22 @@ class Batch:
     b: Int[Tensor, " batch"]
 
 
-def scheduled_removal(examples_seen: int, remove_per_epoch: float, epoch_size: int, cot_len: int) -> int:
-    """CoT tokens removed (before the random offset) after ``examples_seen`` examples."""
-    return min(cot_len, int(math.floor(examples_seen / epoch_size * remove_per_epoch)))
+def scheduled_removal(
+    examples_seen: int,
+    remove_per_epoch: float,
+    epoch_size: int,
+    cot_len: int,
+    from_examples: int = 0,
+    from_tokens: int = 0,
+) -> int:
+    """CoT tokens removed (before the random offset) after ``examples_seen`` examples.
+
+    ``remove_per_epoch`` tokens per ``epoch_size`` examples, counted from an anchor: ``from_tokens``
+    tokens already removed at ``from_examples`` examples (default: none at the start). A fork
+    that slows a running schedule anchors it at its own state, so no token comes back.
+    """
+    since = max(0, examples_seen - from_examples)
+    return min(cot_len, from_tokens + int(math.floor(since / epoch_size * remove_per_epoch)))
 
 
 def removal_offsets(n: int, smoothing: float, max_offset: int, generator: torch.Generator) -> Int[Tensor, " n"]:

@@ -134,7 +134,15 @@ class Trainer:
     def removed_now(self) -> int:
         if self.cfg.regime != "icot":
             return 0
-        return scheduled_removal(self.examples, self.cfg.remove_per_epoch, self.cfg.epoch_size, self.task.cot_len)
+        cfg = self.cfg
+        return scheduled_removal(
+            self.examples,
+            cfg.remove_per_epoch,
+            cfg.epoch_size,
+            self.task.cot_len,
+            cfg.removal_from_examples,
+            cfg.removal_from_tokens,
+        )
 
     def answer_z(self, start: torch.Tensor) -> torch.Tensor:
         """hook_z at the answer positions: [batch, n_c, n_heads, d_head]."""
