@@ -121,3 +121,22 @@ def test_bundled_sets_and_their_bars():
         bundled_set("2x2", manifest)
     with pytest.raises(ValueError, match="no complete set"):
         best_bundled_set({})
+
+
+def test_resolve_set_checks_files_against_the_set(tiny22, tmp_path):
+    from mulinterp.models import build_model, resolve_set
+
+    t22 = str(save(tiny22, tmp_path / "t22.safetensors"))
+    t23 = MulModel(build_model(MulTask(2, 3), "tiny", seed=0), MulTask(2, 3), get_preset("tiny"), {"name": "t23"})
+    f23 = str(save(t23, tmp_path / "t23.safetensors"))
+    assert resolve_set("3x3").digits == "3x3"
+    # three files of one task need no bundled set; of two tasks, the odd one is named
+    assert resolve_set(None, {"sft": t22, "icot": t22, "aux": t22}, complete_without_set=True) is None
+    with pytest.raises(ValueError, match=r"t23.safetensors is a 2x3 model; .*t22.safetensors is a 2x2 model"):
+        resolve_set(None, {"sft": t22, "icot": t22, "aux": f23}, complete_without_set=True)
+    with pytest.raises(ValueError, match="is a 2x2 model; the 3x3 set needs 3x3"):
+        resolve_set("3x3", {"icot": t22})
+    with pytest.raises(ValueError, match="no complete bundled set for 2x2"):  # a partial 2x2 set
+        resolve_set(None, {"icot": t22})
+    with pytest.raises(ValueError, match="unknown regime ict"):
+        resolve_set(None, {"ict": t22})
