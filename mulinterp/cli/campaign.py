@@ -7,7 +7,7 @@ from pathlib import Path
 from mulinterp.cli.common import CLIError, emit_json
 
 
-def _fmt_status(st: dict) -> str:
+def _fmt_status(st: dict, name_width: int = 12) -> str:
     from mulinterp.training.campaign import device_short, digits_line
 
     exact = "—" if st["val_exact"] is None else f"{100 * st['val_exact']:.1f}%"
@@ -17,7 +17,7 @@ def _fmt_status(st: dict) -> str:
     devices = ",".join(device_short(d) for d in st["wall_by_device"]) or "–"
     ex = f"{st['examples'] / 1e6:.1f}M"
     return (
-        f"{st['name']:<12} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "
+        f"{st['name']:<{name_width}} {st['digits']:<4} {st['regime']:<4} d{st['d_model']:<4} {st['step']:>7} {ex:>7} {cot:>4} "
         f"{exact:>7}  {digits:<40} {hours:5.2f} h {devices:<8} {st['state']}"
     )
 
@@ -30,12 +30,13 @@ def cmd_status(args) -> int:
     if args.json:
         emit_json(rows)
         return 0
+    width = max([12, *(len(st["name"]) for st in rows)])
     print(
-        f"{'run':<12} {'task':<4} {'reg':<4} {'width':<5} {'step':>7} {'exampl':>7} {'cot':>4} {'val ex':>7}  "
+        f"{'run':<{width}} {'task':<4} {'reg':<4} {'width':<5} {'step':>7} {'exampl':>7} {'cot':>4} {'val ex':>7}  "
         f"{'val per digit c0…':<40} {'wall':>7} {'devices':<8} state"
     )
     for st in rows:
-        print(_fmt_status(st) + ("" if st["active"] else " (inactive)"))
+        print(_fmt_status(st, width) + ("" if st["active"] else " (inactive)"))
     return 0
 
 
