@@ -200,3 +200,30 @@ def test_a_trained_aux_model_carries_no_hook(tmp_path):
     with pytest.raises(RuntimeError, match="planted"):
         t.run(progress=False)
     assert _trainer_hooks(t.net) == []
+
+
+def test_icot_telemetry_reports_answers_at_the_removal_stage(tmp_path):
+    from mulinterp.training.loop import Trainer
+
+    out = tmp_path / "icot.safetensors"
+    train(tiny_cfg(regime="icot", steps=40, epoch_size=640, remove_per_epoch=4), out, progress=False)
+    rows = [json.loads(line) for line in telemetry_path(out).read_text().splitlines()]
+    staged = [r for r in rows if r["cot_remaining"] > 0]
+    assert staged and all(len(r["stage_digit_acc"]) == 4 and 0 <= r["stage_exact"] <= 1 for r in staged)
+    assert all("stage_exact" not in r for r in rows if r["cot_remaining"] == 0)
+
+    # an oracle that predicts each next token scores 1 at every stage; shifted by one it scores 0
+    trainer = Trainer(tiny_cfg(regime="icot"), tmp_path / "oracle.safetensors")
+
+    class Oracle(torch.nn.Module):
+        shift = 1
+
+        def forward(self, tokens):
+            nxt = torch.roll(tokens, -self.shift, dims=1)
+            return torch.nn.functional.one_hot(nxt, D_VOCAB).float()
+
+    trainer.net = Oracle()
+    for removed in (0, 3, trainer.task.cot_len - 1):
+        assert trainer.stage_accuracy(removed) == ([1.0] * 4, 1.0)
+    Oracle.shift = 2
+    assert trainer.stage_accuracy(3)[1] < 0.2

@@ -239,6 +239,8 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
     cot = f"cot {tel['cot_remaining']:>2} left  " if tel.get("cot_remaining") else ""
     loss = f"loss {tel['loss']:.3f}  " if tel.get("loss") is not None else ""
     exact = f"monitor exact {100 * tel['exact_match']:5.1f}%  " if "exact_match" in tel else ""
+    if "stage_exact" in tel:  # an ICoT run with CoT left: its answers at the current stage say more
+        exact, acc = f"stage exact {100 * tel['stage_exact']:5.1f}%  ", digits_line(tel["stage_digit_acc"])
     return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{exact}digits {acc}"
 
 

@@ -46,7 +46,7 @@ from mulinterp.models import MulModel, build_model, get_preset, resume_path, saf
 from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
-from mulinterp.training.data import make_batch, scheduled_removal
+from mulinterp.training.data import make_batch, remove_cot, scheduled_removal
 
 
 def resolve_device(name: str) -> torch.device:
@@ -193,6 +193,26 @@ class Trainer:
         res = evaluate(fwd, self.task, a, b, source="val split")
         self.net.train()
         return res
+
+    def stage_accuracy(self, removed: int) -> tuple[list[float], float]:
+        """Answer accuracy of an ICoT run *at its removal stage*: the monitor problems in the CoT
+        layout with ``removed`` tokens gone (no random offset), answer digits teacher-forced.
+
+        While CoT tokens remain, the plain-layout monitor says nothing about internalisation
+        (the model has not seen that layout yet); this does: a stage whose middle digits fall to
+        chance is where internalisation broke. Returns per-digit accuracy and exact match (with
+        every digit right, teacher forcing and greedy decoding agree).
+        """
+        self.net.eval()
+        a, b = self.mon_a, self.mon_b
+        tokens, start = remove_cot(self.task.encode(a, b, "cot"), self.task, torch.full_like(a, removed))
+        idx = start[:, None] + torch.arange(self.task.n_c, device=self.device)
+        with torch.no_grad(), self._autocast():
+            logits = self.net(tokens)
+        pred = torch.gather(logits.float(), 1, idx[:, :, None].expand(-1, -1, logits.shape[-1])).argmax(-1)
+        ok = pred == self.task.true_answer(a, b)
+        self.net.train()
+        return [round(float(x), 4) for x in ok.float().mean(0)], round(float(ok.all(1).float().mean()), 4)
 
     @property
     def device_name(self) -> str:
@@ -429,6 +449,8 @@ class Trainer:
                 "digit_acc": res.per_digit,
                 "exact_match": res.exact_match,
             }
+            if cfg.regime == "icot" and removed < self.task.cot_len:
+                row["stage_digit_acc"], row["stage_exact"] = self.stage_accuracy(removed)
             self.write_telemetry(row)
             postfix = {"loss": f"{ce.item():.3f}", "exact": f"{res.exact_match:.3f}", "cot_left": row["cot_remaining"]}
         if self.step % cfg.eval_every == 0:
