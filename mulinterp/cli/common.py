@@ -30,20 +30,20 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None))
 
 
-def add_model_arg(p, multiple: bool = False) -> None:
+def add_model_arg(p, multiple: bool = False, default_help: str = DEFAULT_MODEL_HELP) -> None:
     if multiple:
         p.add_argument(
             "--model",
             action="append",
             metavar="NAME|FILE",
-            help=f"bundled model name or checkpoint file (repeatable; default {DEFAULT_MODEL_HELP})",
+            help=f"bundled model name or checkpoint file (repeatable; default {default_help})",
         )
     else:
         p.add_argument(
             "--model",
             default=DEFAULT_MODEL,
             metavar="NAME|FILE",
-            help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL_HELP})",
+            help=f"bundled model name or checkpoint file (default {default_help})",
         )
 
 
@@ -64,9 +64,9 @@ def add_set_args(p, note: str = "") -> None:
         )
 
 
-def add_analysis_args(p, n: int = 256, multiple_models: bool = False) -> None:
+def add_analysis_args(p, n: int = 256, multiple_models: bool = False, default_help: str = DEFAULT_MODEL_HELP) -> None:
     """The options every analysis takes: --model, --n, --seed, --json, --out."""
-    add_model_arg(p, multiple_models)
+    add_model_arg(p, multiple_models, default_help)
     p.add_argument("--n", type=int, default=n, help=f"number of problems (default {n})")
     p.add_argument("--seed", type=int, default=0, help="seed for the problems drawn (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

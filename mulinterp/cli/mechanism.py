@@ -279,7 +279,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_geometry)
 
     p = subparsers.add_parser("dynamics", help="per-position loss and gradient norm over training (telemetry)")
-    add_analysis_args(p, multiple_models=True)
+    add_analysis_args(
+        p, multiple_models=True, default_help="the best bundled set's sft and aux models (see `mulinterp models`)"
+    )
     p.add_argument(
         "--threshold", type=float, default=0.9, help="accuracy at which a digit counts as learned (default 0.9)"
     )
