@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,14 +269,25 @@ def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):
 
 
 def test_campaign_cli_status_and_bad_input(tmp_path, capsys):
-    root = make_campaign(tmp_path / "runs", {"a": {"steps": 10}})
-    train(Campaign.load(root).get("a").recipe(), root / "a" / "model.safetensors", progress=False)
+    runs = {"a": {"steps": 10}, "an-icot-run": {"steps": 30, "regime": "icot", "epoch_size": 10**6}}
+    root = make_campaign(tmp_path / "runs", runs)
+    camp = Campaign.load(root)
+    train(camp.get("a").recipe(), root / "a" / "model.safetensors", progress=False)
+    # an ICoT run with its CoT still there, saved at step 20 while its telemetry went on to 30
+    icot = camp.get("an-icot-run")
+    train(icot.recipe(), icot.checkpoint, stop_after=20, progress=False)
+    train(icot.recipe(), tmp_path / "later.safetensors", progress=False)
+    shutil.copyfile(telemetry_path(tmp_path / "later.safetensors"), icot.telemetry)
     assert main(["campaign", "--root", str(root), "status"]) == 0
     out = capsys.readouterr().out
     assert "a " in out and "out of steps" in out
+    assert "an-icot-run " in out and "%*" in out and "answers at its removal stage" in out
     assert main(["campaign", "--root", str(root), "status", "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
-    assert row["step"] == 10 and row["d_model"] == 32
+    row, irow = json.loads(capsys.readouterr().out)
+    assert row["step"] == 10 and row["d_model"] == 32 and row["stage_exact"] is None
+    stage20 = [json.loads(x) for x in icot.telemetry.read_text().splitlines()][1]
+    assert stage20["step"] == 20 and irow["step"] == 20  # the row of the saved state, not the last one
+    assert irow["stage_per_digit"] == stage20["stage_digit_acc"] and irow["cot_left"] > 0
     assert main(["campaign", "--root", str(root), "cooldown", "nope", "--steps", "5"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
     assert main(["campaign", "--root", str(tmp_path / "none"), "status"]) == 2

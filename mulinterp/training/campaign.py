@@ -93,23 +93,27 @@ class CampaignRun:
         meta = safetensors_metadata(self.resume_file, header_bytes(self.resume_file), "resume file")
         return json.loads(meta.get("counters", "{}"))
 
-    def last_telemetry(self) -> dict[str, Any]:
+    def last_telemetry(self, up_to: int | None = None) -> dict[str, Any]:
+        """The last telemetry row (``up_to``: the last one at or before that step)."""
         if not self.telemetry.is_file():
             return {}
-        last = ""
+        last: dict[str, Any] = {}
         with self.telemetry.open() as f:
             for line in f:
                 if line.strip():
-                    last = line
-        return json.loads(last) if last else {}
+                    row = json.loads(line)
+                    if up_to is not None and row["step"] > up_to:
+                        break
+                    last = row
+        return last
 
     def status(self) -> dict[str, Any]:
         """The run's state from its files: steps, examples, CoT left, val accuracy, cost."""
         cfg = self.recipe()
         c = self.counters()
-        tel = self.last_telemetry()
-        val = (c.get("metrics") or {}).get("val") or {}
         step = int(c.get("step", 0))
+        tel = self.last_telemetry(up_to=step)  # the row of the saved state, not of a run still going
+        val = (c.get("metrics") or {}).get("val") or {}
         if not c:
             state = "new"
         elif cfg.stop_at_exact is not None and val.get("exact_match", 0.0) >= cfg.stop_at_exact:
@@ -135,6 +139,10 @@ class CampaignRun:
             "val_exact": val.get("exact_match"),
             "val_per_digit": val.get("per_digit"),
             "val_n": val.get("n"),
+            # an ICoT run with CoT left: answers at its removal stage (the plain-layout val says
+            # nothing yet), on its monitor problems
+            "stage_exact": tel.get("stage_exact"),
+            "stage_per_digit": tel.get("stage_digit_acc"),
             "wall_s": round(float(c.get("wall", 0.0)), 1),
             # resume files written before wall_by_device existed come from CPU runs only
             "wall_by_device": {
