@@ -227,3 +227,35 @@ def test_icot_telemetry_reports_answers_at_the_removal_stage(tmp_path):
         assert trainer.stage_accuracy(removed) == ([1.0] * 4, 1.0)
     Oracle.shift = 2
     assert trainer.stage_accuracy(3)[1] < 0.2
+
+
+def test_gated_removal_waits_for_time_and_for_the_stage_to_recover(tmp_path):
+    from mulinterp.training.loop import Trainer
+
+    # 64 examples per token; the gate opens at 90 % stage exact match
+    cfg = tiny_cfg(regime="icot", epoch_size=640, remove_per_epoch=10, removal_gate=0.9)
+    t = Trainer(cfg, tmp_path / "g.safetensors")
+    assert t.removed_now() == 0
+    t.examples = 100
+    t.maybe_open_gate(0.5)  # waited long enough, not recovered
+    assert t.removed_now() == 0
+    t.maybe_open_gate(0.95)
+    assert t.removed_now() == 1 and t.gate_since == 100
+    t.examples = 150
+    t.maybe_open_gate(1.0)  # recovered, but only 50 examples since the last removal
+    assert t.removed_now() == 1
+    t.examples = 164
+    t.maybe_open_gate(0.9)
+    assert t.removed_now() == 2
+    # a gated fork of a scheduled run starts where the schedule had got to
+    f = Trainer(cfg, tmp_path / "f.safetensors")
+    f.last_removed, f.examples = 7, 5000
+    assert f.removed_now() == 7 and f.gate_since == 5000
+    # the gate's state survives a resume
+    out = tmp_path / "run.safetensors"
+    train(tiny_cfg(regime="icot", removal_gate=0.9), out, stop_after=20, progress=False)
+    r = Trainer(tiny_cfg(regime="icot", removal_gate=0.9), out)
+    r.load_resume()
+    assert r.gate_removed is not None and r.gate_since <= r.examples == 20 * 32
+    with pytest.raises(ValueError, match="removal_gate"):
+        tiny_cfg(regime="icot", removal_gate=1.5)

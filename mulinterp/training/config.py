@@ -39,6 +39,9 @@ class TrainConfig:
     # (a fork that slows the last removals sets it to its own state; see data.scheduled_removal)
     removal_from_examples: int = 0
     removal_from_tokens: int = 0
+    # gated removal: the next token also waits until the answers at the current stage are
+    # right on this share of the monitor problems (Trainer.maybe_open_gate); None: on schedule
+    removal_gate: float | None = None
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
@@ -79,6 +82,8 @@ class TrainConfig:
             raise ValueError("a cool-down needs cooldown_from ≥ 0 and cooldown_steps > 0")
         if self.removal_from_examples < 0 or self.removal_from_tokens < 0:
             raise ValueError("removal_from_examples and removal_from_tokens must be ≥ 0")
+        if self.removal_gate is not None and not 0 < self.removal_gate <= 1:
+            raise ValueError(f"removal_gate must be in (0, 1], got {self.removal_gate}")
         if not 0 <= self.nx1_share < 1:
             raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:

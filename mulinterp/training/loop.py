@@ -88,6 +88,10 @@ class Trainer:
         self.step = 0
         self.examples = 0
         self.last_removed = 0
+        # gated removal (cfg.removal_gate): tokens removed so far and the examples seen when the
+        # last one went; None until first used, so a fork of a scheduled run starts from its state
+        self.gate_removed: int | None = None
+        self.gate_since = 0
         self.wall = 0.0
         self.wall_by_device: dict[str, float] = {}
         self.rng_reseeded: list[int] = []
@@ -135,6 +139,10 @@ class Trainer:
         if self.cfg.regime != "icot":
             return 0
         cfg = self.cfg
+        if cfg.removal_gate is not None:
+            if self.gate_removed is None:
+                self.gate_removed, self.gate_since = self.last_removed, self.examples
+            return self.gate_removed
         return scheduled_removal(
             self.examples,
             cfg.remove_per_epoch,
@@ -193,6 +201,21 @@ class Trainer:
         res = evaluate(fwd, self.task, a, b, source="val split")
         self.net.train()
         return res
+
+    def maybe_open_gate(self, stage_exact: float) -> None:
+        """Gated removal: the next CoT token goes once ``epoch_size / remove_per_epoch`` examples
+        have passed since the last one *and* the answers at the current stage are right on at
+        least ``removal_gate`` of the monitor problems. Deng's schedule removes on time whether
+        or not the model has recovered from the previous removal; at small width the stage
+        accuracy dips after each removal and a stage removed before it recovers is not
+        internalised (docs/training-runs/campaign.md, session 3)."""
+        cfg = self.cfg
+        if cfg.removal_gate is None or self.gate_removed is None or self.gate_removed >= self.task.cot_len:
+            return
+        waited = self.examples - self.gate_since >= cfg.epoch_size / cfg.remove_per_epoch
+        if waited and stage_exact >= cfg.removal_gate:
+            self.gate_removed += 1
+            self.gate_since = self.examples
 
     def stage_accuracy(self, removed: int) -> tuple[list[float], float]:
         """Answer accuracy of an ICoT run *at its removal stage*: the monitor problems in the CoT
@@ -266,6 +289,8 @@ class Trainer:
                     "step": self.step,
                     "examples": self.examples,
                     "last_removed": self.last_removed,
+                    "gate_removed": self.gate_removed,
+                    "gate_since": self.gate_since,
                     "wall": self.wall,
                     "wall_by_device": self.wall_by_device,
                     "rng_reseeded": self.rng_reseeded,
@@ -309,6 +334,7 @@ class Trainer:
         c = json.loads(meta["counters"])
         self.step, self.examples, self.last_removed, self.wall = c["step"], c["examples"], c["last_removed"], c["wall"]
         self.wall_by_device = c.get("wall_by_device") or {"cpu": self.wall}  # older files: CPU runs only
+        self.gate_removed, self.gate_since = c.get("gate_removed"), c.get("gate_since", 0)
         self.rng_reseeded = list(c.get("rng_reseeded", []))
         self.warm_start = c.get("warm_start")
         self.metrics = c.get("metrics", {})
@@ -451,6 +477,7 @@ class Trainer:
             }
             if cfg.regime == "icot" and removed < self.task.cot_len:
                 row["stage_digit_acc"], row["stage_exact"] = self.stage_accuracy(removed)
+                self.maybe_open_gate(row["stage_exact"])
             self.write_telemetry(row)
             postfix = {"loss": f"{ce.item():.3f}", "exact": f"{res.exact_match:.3f}", "cot_left": row["cot_remaining"]}
         if self.step % cfg.eval_every == 0:
