@@ -238,6 +238,35 @@ def test_fork_continues_the_source_state_under_a_changed_recipe(tmp_path, capsys
     assert parse_recipe_changes(["aux_weight=3", "schedule=cosine"]) == {"aux_weight": 3, "schedule": "cosine"}
 
 
+def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):
+    from mulinterp.training.campaign import run_curve
+
+    runs = {"i": {"steps": 30, "regime": "icot", "epoch_size": 1200, "remove_per_epoch": 10}, "s": {"steps": 20}}
+    root = make_campaign(tmp_path / "runs", runs)
+    camp = Campaign.load(root)
+    for name in runs:
+        train(camp.get(name).recipe(), camp.get(name).checkpoint, progress=False)
+    c = run_curve(camp.get("i"))
+    rows = [json.loads(x) for x in camp.get("i").telemetry.read_text().splitlines()]
+    assert c.steps == [r["step"] for r in rows] == [10, 20, 30]
+    assert c.cot_left == [r["cot_remaining"] for r in rows] and c.cot_left[0] > c.cot_left[-1] > 0
+    assert c.stage_exact == [r["stage_exact"] for r in rows] and c.per_digit[0] == rows[0]["stage_digit_acc"]
+    s = run_curve(camp.get("s"))
+    last_s = json.loads(camp.get("s").telemetry.read_text().splitlines()[-1])
+    assert s.cot_len == 0 and s.stage_exact == [None, None] and s.per_digit[-1] == last_s["digit_acc"]
+    png = tmp_path / "curve.png"
+    assert main(["campaign", "--root", str(root), "curve", "i", "s", "--rows", "2", "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in out
+    assert "i (icot): 3 telemetry rows" in out and "s (sft): 2 telemetry rows" in out
+    assert len([ln for ln in out.splitlines() if ln.startswith("       ")]) == 4  # 2 rows per run
+    assert main(["campaign", "--root", str(root), "curve", "i", "--json"]) == 0
+    (got,) = json.loads(capsys.readouterr().out)
+    assert got["steps"] == [10, 20, 30] and got["stage_exact"] == c.stage_exact
+    assert main(["campaign", "--root", str(root), "curve", "nope"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+
+
 def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):
     weak = tmp_path / "weak.safetensors"
     train(tiny(steps=2, regime="sft"), weak, progress=False)

@@ -1,4 +1,4 @@
-"""``mulinterp campaign``: status, run, fork, cooldown, promote and readme for the training campaign."""
+"""``mulinterp campaign``: status, run, fork, curve, cooldown, promote and readme for the training campaign."""
 
 from __future__ import annotations
 
@@ -94,6 +94,45 @@ def cmd_fork(args) -> int:
     return 0
 
 
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def cmd_curve(args) -> int:
+    from mulinterp.training.campaign import Campaign, digits_line, run_curve
+
+    if args.rows <= 0:
+        raise CLIError(f"--rows must be positive, got {args.rows}")
+    camp = Campaign.load(args.root)
+    curves = [run_curve(camp.get(name)) for name in args.run]
+    if args.out:
+        from mulinterp.viz import write_figure
+        from mulinterp.viz.training import campaign_curve_figure
+
+        write_figure(campaign_curve_figure(curves), args.out)
+    if args.json:
+        from dataclasses import asdict
+
+        emit_json([asdict(c) for c in curves])
+        return 0
+    for c in curves:
+        n = len(c.steps)
+        picks = sorted({round(i * (n - 1) / max(1, args.rows - 1)) for i in range(min(n, args.rows))})
+        print(f"{c.name} ({c.regime}): {n} telemetry rows, every {c.steps[0] if n else 0} steps")
+        print(
+            f"  {'step':>7} {'cot':>4} {'stage ex':>9} {'monitor':>8}  per digit c0… (at the stage where one is shown, else the monitor)"
+        )
+        for i in picks:
+            cot = str(c.cot_left[i]) if c.cot_len else "–"
+            print(
+                f"  {c.steps[i]:>7} {cot:>4} {_pct(c.stage_exact[i]):>9} {_pct(c.exact[i]):>8}  "
+                f"{digits_line(c.per_digit[i])}"
+            )
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_promote(args) -> int:
     from mulinterp.training.promotion import promote, update_readme
 
@@ -123,11 +162,11 @@ def cmd_readme(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "campaign",
-        help="the training campaign: status, run, fork, cooldown, promote",
+        help="the training campaign: status, run, fork, curve, cooldown, promote",
         description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
         "listed in runs/campaign.json in priority order). `status` prints the table without "
         "training; `run` continues the unfinished runs in the background of a session; `fork` "
-        "continues a run under a changed recipe; `cooldown` "
+        "continues a run under a changed recipe; `curve` prints or draws a run's accuracy over training; `cooldown` "
         "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
         "bundled model of its name. See docs/training-runs/campaign.md.",
     )
@@ -183,6 +222,19 @@ def register(sub) -> None:
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe change (repeatable; JSON values)")
     q.add_argument("--note", help="what the fork tests (kept in campaign.json)")
     q.set_defaults(func=cmd_fork)
+
+    q = csub.add_parser(
+        "curve",
+        help="a run's accuracy over training: monitor, stage (ICoT), CoT left, per digit",
+        description="Print (and with --out draw) each RUN's telemetry as curves: exact match on the "
+        "plain-layout monitor, for ICoT with CoT left the exact match at the removal stage and the "
+        "CoT tokens left, and the accuracy per answer digit (at the stage where telemetry has one, else on the monitor).",
+    )
+    q.add_argument("run", metavar="RUN", nargs="+")
+    q.add_argument("--rows", type=int, default=15, help="telemetry rows printed per run, evenly spaced (default 15)")
+    q.add_argument("--out", type=Path, metavar="FILE", help="save the figure (.html or .png)")
+    q.add_argument("--json", action="store_true", help="print the curves as JSON")
+    q.set_defaults(func=cmd_curve)
 
     q = csub.add_parser(
         "promote",

@@ -203,6 +203,42 @@ class Campaign:
         return [r for r in chosen if not r.finished]
 
 
+@dataclass
+class RunCurve:
+    """A run's telemetry as curves: what `campaign curve` prints and draws.
+
+    ``per_digit`` is the answer accuracy per digit in the layout the run trains on: at the
+    removal stage while an ICoT run has CoT left (``stage_exact`` set), the plain layout
+    otherwise (``exact``, the monitor). ``None`` where a row has no such number.
+    """
+
+    name: str
+    regime: str
+    cot_len: int
+    steps: list[int]
+    cot_left: list[int]
+    exact: list[float | None]
+    stage_exact: list[float | None]
+    per_digit: list[list[float]]
+
+
+def run_curve(run: CampaignRun) -> RunCurve:
+    cfg = run.recipe()
+    if not run.telemetry.is_file():
+        raise ValueError(f"run {run.name} has no telemetry yet ({run.telemetry} missing)")
+    rows = [json.loads(line) for line in run.telemetry.read_text().splitlines() if line.strip()]
+    return RunCurve(
+        name=run.name,
+        regime=cfg.regime,
+        cot_len=cfg.task.cot_len if cfg.regime == "icot" else 0,
+        steps=[r["step"] for r in rows],
+        cot_left=[int(r.get("cot_remaining") or 0) for r in rows],
+        exact=[r.get("exact_match") for r in rows],
+        stage_exact=[r.get("stage_exact") for r in rows],
+        per_digit=[r["stage_digit_acc"] if "stage_digit_acc" in r else r.get("digit_acc", []) for r in rows],
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # running
 
