@@ -17,44 +17,21 @@ def campaign_curve_figure(curves: list) -> go.Figure:
         subplot_titles=[t for c in curves for t in (f"{c.name}: exact match", f"{c.name}: accuracy per digit")],
     )
     for row, c in enumerate(curves, 1):
-        first = row == 1
-        fig.add_trace(
-            go.Scatter(
-                x=c.steps,
-                y=c.exact,
-                mode="lines",
-                name="monitor (plain layout)",
-                legendgroup="m",
-                showlegend=first,
-                line=dict(color="#1f77b4"),
-            ),
-            row=row,
-            col=1,
-        )
+        lines = [("monitor (plain layout)", c.exact, "#1f77b4", None)]
         if any(x is not None for x in c.stage_exact):
-            fig.add_trace(
-                go.Scatter(
-                    x=c.steps,
-                    y=c.stage_exact,
-                    mode="lines",
-                    name="at the removal stage",
-                    legendgroup="s",
-                    showlegend=first,
-                    line=dict(color="#d62728"),
-                ),
-                row=row,
-                col=1,
-            )
+            lines.append(("at the removal stage", c.stage_exact, "#d62728", None))
         if c.cot_len:
+            lines.append(("share of CoT left", [n / c.cot_len for n in c.cot_left], "#7f7f7f", "dash"))
+        for name, y, colour, dash in lines:
             fig.add_trace(
                 go.Scatter(
                     x=c.steps,
-                    y=[n / c.cot_len for n in c.cot_left],
+                    y=y,
                     mode="lines",
-                    name="share of CoT left",
-                    legendgroup="c",
-                    showlegend=first,
-                    line=dict(color="#7f7f7f", dash="dash"),
+                    name=name,
+                    legendgroup=name,
+                    showlegend=row == 1,
+                    line=dict(color=colour, dash=dash),
                 ),
                 row=row,
                 col=1,
@@ -69,7 +46,7 @@ def campaign_curve_figure(curves: list) -> go.Figure:
                 colorscale="Viridis",
                 zmin=0,
                 zmax=1,
-                showscale=first,
+                showscale=row == 1,
                 colorbar=dict(title="accuracy"),
                 hovertemplate="step %{x}, %{y}: %{z:.2f}<extra></extra>",
             ),
