@@ -56,7 +56,7 @@ def campaign_curve_figure(curves: list) -> go.Figure:
         fig.update_yaxes(range=[0, 1.02], row=row, col=1)
     fig.update_xaxes(title_text="step", row=len(curves))
     fig.update_layout(
-        title="Campaign runs: accuracy over training (per digit: at the removal stage where telemetry has it, else the monitor)",
+        title="Accuracy over training (per digit: at the removal stage where recorded)",
         height=320 * len(curves) + 120,
     )
     return fig
