@@ -260,6 +260,9 @@ def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in out
     assert "i (icot): 3 telemetry rows" in out and "s (sft): 2 telemetry rows" in out
     assert len([ln for ln in out.splitlines() if ln.startswith("       ")]) == 4  # 2 rows per run
+    assert main(["campaign", "--root", str(root), "curve", "i", "--rows", "40"]) == 0  # more rows than it has
+    steps = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("       ")]
+    assert steps == ["10", "20", "30"]
     assert main(["campaign", "--root", str(root), "curve", "i", "--json"]) == 0
     (got,) = json.loads(capsys.readouterr().out)
     assert got["steps"] == [10, 20, 30] and got["stage_exact"] == c.stage_exact

@@ -117,7 +117,8 @@ def cmd_curve(args) -> int:
         return 0
     for c in curves:
         n = len(c.steps)
-        picks = sorted({round(i * (n - 1) / max(1, args.rows - 1)) for i in range(min(n, args.rows))})
+        k = min(n, args.rows)  # evenly spaced, the first and the last row always among them
+        picks = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
         print(f"{c.name} ({c.regime}): {n} telemetry rows, every {c.steps[0] if n else 0} steps")
         print(
             f"  {'step':>7} {'cot':>4} {'stage ex':>9} {'monitor':>8}  per digit c0… (at the stage where one is shown, else the monitor)"
