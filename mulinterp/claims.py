@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mulinterp.models import BARS, BundledSet, MulModel, meets_bar
+from mulinterp.models import BARS, BundledSet, MulModel, mechanism_regime, meets_bar
 
 REGIMES = ("sft", "icot", "aux")
 VERDICTS = ("reproduced", "partly", "not reproduced", "—")
@@ -285,7 +285,7 @@ def claims(
     def mech() -> str:
         if mechanism is not None:
             return mechanism
-        return "icot" if meets_bar("icot", ev("icot").exact_match) else "aux"
+        return mechanism_regime(ev("icot").exact_match)
 
     def mech_name() -> str:
         """The mechanism model's name, saying so when aux stands in for ICoT."""

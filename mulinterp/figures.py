@@ -97,7 +97,7 @@ def accuracy_figure(results: dict) -> go.Figure:
 def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[], go.Figure]]]:
     from mulinterp.circuits import attribution, dag, dynamics, geometry, heads, probes
     from mulinterp.evaluation import evaluate_generated
-    from mulinterp.models import meets_bar
+    from mulinterp.models import mechanism_regime
     from mulinterp.viz import dependencies, mechanism
 
     sft, icot, aux = (models.labels[r] for r in REGIMES)
@@ -107,7 +107,7 @@ def _builders(models: _Models, n: int) -> list[tuple[str, str, str, Callable[[],
         return evaluate_generated(models(k).model, models(k).task, n, seed=2025)
 
     if "icot" in models.files:  # a given ICoT checkpoint: read the mechanism from it if it learned
-        mech = icot if meets_bar("icot", ev(icot).exact_match) else aux
+        mech = models.labels[mechanism_regime(ev(icot).exact_match)]
     else:
         mech = models.labels[models.bundled.mechanism_regime]
 

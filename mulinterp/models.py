@@ -358,6 +358,16 @@ def meets_bar(regime: str, exact_match: float) -> bool:
     return exact_match < BARS["sft"] if regime == "sft" else exact_match >= BARS[regime]
 
 
+def mechanism_regime(icot_exact: float) -> str:
+    """The model the mechanism (pair heads, DAG, Minkowski sums) is read from, given the ICoT
+    model's exact match.
+
+    The paper reads it from ICoT; an ICoT model that missed its bar did not learn the task and
+    caches no pairs (docs/results-circuits2.md), so aux stands in for it.
+    """
+    return "icot" if meets_bar("icot", icot_exact) else "aux"
+
+
 @dataclass(frozen=True)
 class BundledSet:
     """The three bundled models of one task (``digits`` e.g. ``"3x3"``) and their bars."""
@@ -379,12 +389,8 @@ class BundledSet:
 
     @property
     def mechanism_regime(self) -> str:
-        """The model the mechanism (pair heads, DAG, Minkowski sums) is read from.
-
-        The paper reads it from ICoT; a bundled ICoT model that missed its bar did not learn
-        the task and caches no pairs (docs/results-circuits2.md), so aux stands in for it.
-        """
-        return "icot" if meets_bar("icot", self.exact["icot"]) else "aux"
+        """The model the mechanism is read from (:func:`mechanism_regime`)."""
+        return mechanism_regime(self.exact["icot"])
 
     def describe(self) -> str:
         parts = ", ".join(f"{r} {100 * self.exact[r]:.2f} %" for r in SET_REGIMES)
