@@ -12,7 +12,7 @@ def _fmt_status(st: dict, name_width: int = 12) -> str:
 
     exact = "—" if st["val_exact"] is None else f"{100 * st['val_exact']:.1f}%"
     digits = digits_line(st["val_per_digit"] or [])
-    if st["regime"] == "icot" and st["cot_left"] and st.get("stage_exact") is not None:
+    if st["stage_exact"] is not None:  # only ICoT rows with CoT left carry one
         exact, digits = f"{100 * st['stage_exact']:.1f}%*", digits_line(st["stage_per_digit"])
     cot = f"{st['cot_left']}" if st["regime"] == "icot" else "–"
     hours = st["wall_s"] / 3600
@@ -39,7 +39,7 @@ def cmd_status(args) -> int:
     )
     for st in rows:
         print(_fmt_status(st, width) + ("" if st["active"] else " (inactive)"))
-    if any(_fmt_status(st).count("%*") for st in rows):
+    if any(st["stage_exact"] is not None for st in rows):
         print(
             "* an ICoT run with CoT left: answers at its removal stage (CoT layout, teacher-forced), not the val split"
         )
