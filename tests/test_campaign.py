@@ -270,6 +270,21 @@ def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
 
 
+def test_curve_of_an_aux_run_shows_its_probe_error(tmp_path, capsys):
+    from mulinterp.training.campaign import run_curve
+
+    root = make_campaign(tmp_path / "runs", {"x": {"steps": 20, "regime": "aux"}})
+    run = Campaign.load(root).get("x")
+    train(run.recipe(), run.checkpoint, progress=False)
+    rows = [json.loads(x) for x in run.telemetry.read_text().splitlines()]
+    assert run_curve(run).aux_rmse == [r["aux_rmse"] for r in rows] and len(rows[-1]["aux_rmse"]) == 4
+    assert main(["campaign", "--root", str(root), "curve", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "aux probe's RMSE per c_k" in out
+    last = [ln for ln in out.splitlines() if ln.startswith("       ")][-1]
+    assert last.split()[-4:] == [f"{v:.1f}" for v in rows[-1]["aux_rmse"]]
+
+
 def test_promotion_replaces_only_a_better_model_and_records_why(tmp_path):
     weak = tmp_path / "weak.safetensors"
     train(tiny(steps=2, regime="sft"), weak, progress=False)

@@ -259,3 +259,42 @@ def test_gated_removal_waits_for_time_and_for_the_stage_to_recover(tmp_path):
     assert r.gate_removed is not None and r.gate_since <= r.examples == 20 * 32
     with pytest.raises(ValueError, match="removal_gate"):
         tiny_cfg(regime="icot", removal_gate=1.5)
+
+
+def test_probe_rmse_is_in_c_hat_units():
+    """A prediction off by exactly d in ĉ units has RMSE d at every position; an exact one 0."""
+    from mulinterp.arithmetic import ground_truth
+    from mulinterp.training.aux import RunningSumProbe
+
+    task = MulTask(3, 3)
+    probe = RunningSumProbe(task, [0, 1], 8, 1)
+    a, b = task.sample(256, "val", seed=3)
+    c_hat = ground_truth(a, b, 3, 3).c_hat
+    exact = probe.normalise(c_hat)
+    assert torch.allclose(probe.rmse(exact, c_hat), torch.zeros(task.n_c), atol=1e-4)
+    off = probe.normalise(c_hat.float() + torch.tensor([2.0, -3, 2, -3, 2, -3]))
+    assert torch.allclose(probe.rmse(off, c_hat), torch.tensor([2.0, 3, 2, 3, 2, 3]), atol=1e-3)
+
+
+def test_aux_telemetry_rmse_matches_the_saved_probe(tmp_path):
+    """The trainer's aux_rmse (its own hook on the training net) and aux_probe_rmse on the saved
+    checkpoint (TransformerLens hook_z through the bridge) agree on the same problems."""
+    from mulinterp.training import Trainer
+    from mulinterp.training.aux import aux_probe_rmse
+
+    t = Trainer(tiny_cfg(regime="aux"), tmp_path / "m.safetensors")
+    m = t.run(progress=False)
+    rows = [json.loads(line) for line in telemetry_path(tmp_path / "m.safetensors").read_text().splitlines()]
+    assert all(len(r["aux_rmse"]) == 4 for r in rows)
+    assert rows[-1]["step"] == 40
+    saved = aux_probe_rmse(m, problems=(t.mon_a, t.mon_b))
+    assert saved.tolist() == pytest.approx(rows[-1]["aux_rmse"], abs=2e-3)
+    assert rows[0]["aux_rmse"] != rows[-1]["aux_rmse"]  # it tracks training, not a constant
+
+
+def test_aux_probe_rmse_refuses_a_model_without_probe(tmp_path):
+    from mulinterp.training.aux import aux_probe_rmse
+
+    m = train(tiny_cfg(regime="sft", steps=10), tmp_path / "s.safetensors", progress=False)
+    with pytest.raises(ValueError, match="no auxiliary probe"):
+        aux_probe_rmse(m)

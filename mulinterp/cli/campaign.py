@@ -119,15 +119,19 @@ def cmd_curve(args) -> int:
         n = len(c.steps)
         k = min(n, args.rows)  # evenly spaced, the first and the last row always among them
         picks = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
+        rmse = any(x is not None for x in c.aux_rmse)  # aux runs: the probe's error per position
+        width = max((len(digits_line(d)) for d in c.per_digit), default=0)
         print(f"{c.name} ({c.regime}): {n} telemetry rows, every {c.steps[0] if n else 0} steps")
         print(
             f"  {'step':>7} {'cot':>4} {'stage ex':>9} {'monitor':>8}  per digit c0… (at the stage where one is shown, else the monitor)"
+            + ("; then the aux probe's RMSE per c_k, in ĉ units" if rmse else "")
         )
         for i in picks:
             cot = str(c.cot_left[i]) if c.cot_len else "–"
+            err = "  " + (" ".join(f"{x:.1f}" for x in c.aux_rmse[i]) if c.aux_rmse[i] else "–") if rmse else ""
             print(
                 f"  {c.steps[i]:>7} {cot:>4} {_pct(c.stage_exact[i]):>9} {_pct(c.exact[i]):>8}  "
-                f"{digits_line(c.per_digit[i])}"
+                f"{digits_line(c.per_digit[i]):<{width if rmse else 0}}{err}"
             )
     if args.out:
         print(f"wrote {args.out}")

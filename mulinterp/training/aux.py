@@ -16,6 +16,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from mulinterp.arithmetic import ground_truth
+from mulinterp.models import MulModel
 from mulinterp.task import MulTask
 
 
@@ -44,6 +45,22 @@ class RunningSumProbe(nn.Module):
     def normalise(self, c_hat: Tensor) -> Tensor:
         return (c_hat.float() - self.c_hat_mean) / self.c_hat_std
 
+    def rmse(self, pred: Float[Tensor, "batch n_c"], c_hat: Tensor) -> Float[Tensor, " n_c"]:
+        """Per-position RMSE of standardised predictions ``pred`` against the true ĉ_k, in ĉ units."""
+        err = (pred - self.normalise(c_hat)) * self.c_hat_std
+        return err.pow(2).mean(0).sqrt()
+
+    @classmethod
+    def from_extras(cls, task: MulTask, extras: dict[str, Tensor]) -> RunningSumProbe:
+        """The probe an aux checkpoint carries (``MulModel.extras``), as it was when saved."""
+        if "aux.weight" not in extras:
+            raise ValueError("this checkpoint carries no auxiliary probe (not an aux model)")
+        weight = extras["aux.weight"]
+        probe = cls(task, extras["aux.heads"].long().tolist(), weight.shape[-1], int(extras["aux.layer"][0]))
+        state = {k: extras[f"aux.{k}"].to(probe.bias.device) for k in ("weight", "bias", "c_hat_mean", "c_hat_std")}
+        probe.load_state_dict(state)
+        return probe
+
     def extras(self) -> dict[str, Tensor]:
         return {
             "aux.weight": self.weight.detach(),
@@ -53,3 +70,29 @@ class RunningSumProbe(nn.Module):
             "aux.heads": torch.tensor(self.heads),
             "aux.layer": torch.tensor([self.layer]),
         }
+
+
+def aux_probe_rmse(
+    m: MulModel,
+    n: int = 2048,
+    seed: int = 0,
+    split: str = "val",
+    problems: tuple[Tensor, Tensor] | None = None,
+) -> Float[Tensor, " n_c"]:
+    """An aux checkpoint's own training probe, evaluated: per-position RMSE in ĉ units on ``n``
+    problems of ``split`` drawn with ``seed``, or on the given ``problems`` (a, b) — the
+    telemetry's ``aux_rmse``, for a saved model.
+
+    >>> aux_probe_rmse(load_pretrained("aux-3x3"), seed=7).round(decimals=2)  # doctest: +SKIP
+    tensor([0.52, 1.29, 2.73, 1.38, 0.56, 0.06])
+    """
+    from mulinterp.hooks import hook_name, record
+
+    probe = RunningSumProbe.from_extras(m.task, m.extras)
+    a, b = problems if problems is not None else m.task.sample(n, split, seed=seed)
+    tokens = m.task.encode(a, b, "plain")[:, :-1]
+    name = hook_name("z", probe.layer)
+    with torch.no_grad(), record(m.model, [name]) as acts:
+        m.model(tokens)
+        pred = probe(acts[name][:, m.task.answer_positions("plain")].float())
+    return probe.rmse(pred, ground_truth(a, b, m.task.n_a, m.task.n_b).c_hat)

@@ -209,7 +209,9 @@ class RunCurve:
 
     ``per_digit`` is the answer accuracy per digit in the layout the run trains on: at the
     removal stage while an ICoT run has CoT left (``stage_exact`` set), the plain layout
-    otherwise (``exact``, the monitor). ``None`` where a row has no such number.
+    otherwise (``exact``, the monitor). ``aux_rmse``: an aux run's training probe error per
+    position in ĉ units (rows written before that telemetry existed: ``None``). ``None`` where
+    a row has no such number.
     """
 
     name: str
@@ -220,6 +222,7 @@ class RunCurve:
     exact: list[float | None]
     stage_exact: list[float | None]
     per_digit: list[list[float]]
+    aux_rmse: list[list[float] | None]
 
 
 def run_curve(run: CampaignRun) -> RunCurve:
@@ -236,6 +239,7 @@ def run_curve(run: CampaignRun) -> RunCurve:
         exact=[r.get("exact_match") for r in rows],
         stage_exact=[r.get("stage_exact") for r in rows],
         per_digit=[r["stage_digit_acc"] if "stage_digit_acc" in r else r.get("digit_acc", []) for r in rows],
+        aux_rmse=[r.get("aux_rmse") for r in rows],
     )
 
 

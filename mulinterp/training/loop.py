@@ -73,6 +73,7 @@ class Trainer:
         self.net = self.model.original_model  # the plain nn.Module the bridge wraps (same tensors)
         self.probe: RunningSumProbe | None = None
         self._z: torch.Tensor | None = None
+        self._hooked = False
         if cfg.regime == "aux":
             if not 0 <= cfg.aux_layer < self.spec.n_layers:
                 raise ValueError(f"aux_layer {cfg.aux_layer} out of range 0–{self.spec.n_layers - 1} (0-based)")
@@ -115,14 +116,16 @@ class Trainer:
         """While training an aux run: keep the probe layer's hook_z (the input of its output
         projection) for the probe loss. Removed on exit, even on error, so the model a run
         returns carries no hook (nor a reference to the trainer)."""
-        if self.probe is None:
+        if self.probe is None or self._hooked:  # re-entrant: telemetry inside the loop's hook
             yield
             return
         handle = self.net.layers[self.cfg.aux_layer].attn.o.register_forward_pre_hook(self._grab_z)
+        self._hooked = True
         try:
             yield
         finally:
             handle.remove()
+            self._hooked = False
             self._z = None
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -189,6 +192,24 @@ class Trainer:
             grads = torch.autograd.grad(lp[k], params, retain_graph=k < self.task.n_c - 1, allow_unused=True)
             norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
         return [round(float(x), 5) for x in lp.detach()], [round(x, 6) for x in norms]
+
+    def aux_rmse(self) -> list[float]:
+        """The training probe's error per answer position, in units of ĉ_k (RMSE on the monitor
+        problems, plain layout). The aux loss is a standardised MSE summed over positions, so a
+        small total can hide one position the probe cannot read: this shows which (at 4×4, ĉ_3
+        has σ ≈ 43, so a standardised MSE of 0.005 is still ±3 in ĉ units, too coarse for its
+        last digit)."""
+        assert self.probe is not None
+        a, b = self.mon_a, self.mon_b
+        tokens = self.task.encode(a, b, "plain")[:, :-1]
+        start = torch.full((len(a),), self.task.answer_start("plain"), device=self.device)
+        self.net.eval()
+        with torch.no_grad(), self._probe_hook(), self._autocast():
+            self.net(tokens)
+            pred = self.probe(self.answer_z(start).float())
+        self.net.train()
+        c_hat = ground_truth(a, b, self.task.n_a, self.task.n_b).c_hat
+        return [round(float(x), 3) for x in self.probe.rmse(pred, c_hat)]
 
     def monitor(self, n: int | None = None):
         self.net.eval()
@@ -475,6 +496,8 @@ class Trainer:
                 "digit_acc": res.per_digit,
                 "exact_match": res.exact_match,
             }
+            if self.probe is not None:
+                row["aux_rmse"] = self.aux_rmse()
             if cfg.regime == "icot" and removed < self.task.cot_len:
                 row["stage_digit_acc"], row["stage_exact"] = self.stage_accuracy(removed)
                 self.maybe_open_gate(row["stage_exact"])
