@@ -298,3 +298,33 @@ def test_aux_probe_rmse_refuses_a_model_without_probe(tmp_path):
     m = train(tiny_cfg(regime="sft", steps=10), tmp_path / "s.safetensors", progress=False)
     with pytest.raises(ValueError, match="no auxiliary probe"):
         aux_probe_rmse(m)
+
+
+def test_stage_cooldown_factor_and_its_checks():
+    cfg = TrainConfig(regime="icot", removal_gate=0.9, gate_cooldown_after=10, gate_cooldown_steps=20, min_lr_frac=0.1)
+    assert [cfg.stage_lr_factor(n) for n in (0, 10, 20, 30, 100)] == pytest.approx([1, 1, 0.55, 0.1, 0.1])
+    assert TrainConfig(regime="icot", removal_gate=0.9).stage_lr_factor(10**6) == 1.0  # off by default
+    with pytest.raises(ValueError, match="needs removal_gate"):
+        TrainConfig(regime="icot", gate_cooldown_after=10)
+    with pytest.raises(ValueError, match="gate_cooldown_steps > 0"):
+        TrainConfig(regime="icot", removal_gate=0.9, gate_cooldown_after=10, gate_cooldown_steps=0)
+
+
+def test_a_held_stage_cools_down_and_a_removal_restores_the_lr(tmp_path):
+    """A gate no tiny model can pass (every answer right) holds stage 0: the lr the telemetry
+    records follows the per-stage cool-down; opening the gate restores the full lr."""
+    from mulinterp.training import Trainer
+
+    cfg = tiny_cfg(
+        regime="icot", removal_gate=1.0, gate_cooldown_after=10, gate_cooldown_steps=20, min_lr_frac=0.1, warmup=1,
+        schedule="constant", lr=1e-3,
+    )  # fmt: skip
+    t = Trainer(cfg, tmp_path / "m.safetensors")
+    t.run(progress=False)
+    rows = [json.loads(line) for line in telemetry_path(tmp_path / "m.safetensors").read_text().splitlines()]
+    assert all(r["cot_removed"] == 0 and r["stage_exact"] < 1 for r in rows)
+    # the row of step s records the lr of that step, taken after s - 1 steps at the stage
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * cfg.stage_lr_factor(r["step"] - 1) for r in rows])
+    assert rows[-1]["lr"] == pytest.approx(1e-4) and rows[0]["lr"] == pytest.approx(1e-3)
+    t.gate_removed, t.gate_since = 1, t.examples  # what maybe_open_gate does when the gate opens
+    assert t.current_lr() == pytest.approx(1e-3)

@@ -42,6 +42,12 @@ class TrainConfig:
     # gated removal: the next token also waits until the answers at the current stage are
     # right on this share of the monitor problems (Trainer.maybe_open_gate); None: on schedule
     removal_gate: float | None = None
+    # per-stage cool-down of a gated run: once a stage has been trained ``gate_cooldown_after``
+    # steps (counted from its token's removal) without the gate opening, the lr falls linearly
+    # to min_lr_frac · lr over ``gate_cooldown_steps``; the next removal restores it
+    # (Trainer.gate_lr_factor; docs/training-runs/campaign.md, session 4). None: off
+    gate_cooldown_after: int | None = None
+    gate_cooldown_steps: int = 1000
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
@@ -84,6 +90,11 @@ class TrainConfig:
             raise ValueError("removal_from_examples and removal_from_tokens must be ≥ 0")
         if self.removal_gate is not None and not 0 < self.removal_gate <= 1:
             raise ValueError(f"removal_gate must be in (0, 1], got {self.removal_gate}")
+        if self.gate_cooldown_after is not None:
+            if self.removal_gate is None:
+                raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
+            if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0:
+                raise ValueError("a per-stage cool-down needs gate_cooldown_after ≥ 0 and gate_cooldown_steps > 0")
         if not 0 <= self.nx1_share < 1:
             raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
@@ -126,6 +137,15 @@ class TrainConfig:
             frac = min(1.0, (step - self.cooldown_from) / self.cooldown_steps)
             return start + (self.min_lr_frac * self.lr - start) * frac
         return self._base_lr(step)
+
+    def stage_lr_factor(self, steps_at_stage: int) -> float:
+        """The per-stage cool-down's lr multiplier after ``steps_at_stage`` steps at a gated
+        stage: 1 until ``gate_cooldown_after``, then linearly down to ``min_lr_frac`` over
+        ``gate_cooldown_steps``, then flat (1 when the cool-down is off)."""
+        if self.gate_cooldown_after is None or steps_at_stage <= self.gate_cooldown_after:
+            return 1.0
+        frac = min(1.0, (steps_at_stage - self.gate_cooldown_after) / self.gate_cooldown_steps)
+        return 1.0 - frac * (1.0 - self.min_lr_frac)
 
     def _base_lr(self, step: int) -> float:
         if step < self.warmup:

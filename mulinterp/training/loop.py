@@ -223,6 +223,15 @@ class Trainer:
         self.net.train()
         return res
 
+    def current_lr(self) -> float:
+        """The lr of the next step: the recipe's schedule, times the per-stage cool-down's
+        factor while a gated ICoT stage waits (``gate_cooldown_after``)."""
+        cfg = self.cfg
+        lr = cfg.lr_at(self.step)
+        if self.gate_removed is not None and self.gate_removed < self.task.cot_len:
+            lr *= cfg.stage_lr_factor((self.examples - self.gate_since) // cfg.batch)
+        return lr
+
     def maybe_open_gate(self, stage_exact: float) -> None:
         """Gated removal: the next CoT token goes once ``epoch_size / remove_per_epoch`` examples
         have passed since the last one *and* the answers at the current stage are right on at
@@ -466,8 +475,9 @@ class Trainer:
                 self.opt.state.clear()
             self.last_removed = removed
         batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing, cfg.nx1_share)
+        lr = self.current_lr()
         for g in self.opt.param_groups:
-            g["lr"] = cfg.lr_at(self.step)
+            g["lr"] = lr
         ce, aux = self.losses(batch)
         loss = ce + cfg.aux_weight * aux if aux is not None else ce
         self.opt.zero_grad(set_to_none=True)
@@ -486,7 +496,7 @@ class Trainer:
                 "step": self.step,
                 "examples": self.examples,
                 "wall": round(self.wall, 1),
-                "lr": cfg.lr_at(self.step - 1),
+                "lr": lr,
                 "loss": round(ce.item(), 5),
                 "aux_loss": None if aux is None else round(aux.item(), 5),
                 "cot_removed": removed,
