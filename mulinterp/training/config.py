@@ -45,7 +45,7 @@ class TrainConfig:
     # per-stage cool-down of a gated run: once a stage has been trained ``gate_cooldown_after``
     # steps (counted from its token's removal) without the gate opening, the lr falls linearly
     # to min_lr_frac · lr over ``gate_cooldown_steps``; the next removal restores it
-    # (Trainer.gate_lr_factor; docs/training-runs/campaign.md, session 4). None: off
+    # (TrainConfig.stage_lr_factor, Trainer.current_lr; docs/training-runs/campaign.md, session 4). None: off
     gate_cooldown_after: int | None = None
     gate_cooldown_steps: int = 1000
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset

@@ -195,7 +195,7 @@ class Trainer:
 
     def aux_rmse(self) -> list[float]:
         """The training probe's error per answer position, in units of ĉ_k (RMSE on the monitor
-        problems, plain layout). The aux loss is a standardised MSE summed over positions, so a
+        problems, plain layout). The aux loss is a standardised MSE averaged over positions, so a
         small total can hide one position the probe cannot read: this shows which (at 4×4, ĉ_3
         has σ ≈ 43, so a standardised MSE of 0.005 is still ±3 in ĉ units, too coarse for its
         last digit)."""
