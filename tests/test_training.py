@@ -302,7 +302,9 @@ def test_aux_probe_rmse_refuses_a_model_without_probe(tmp_path):
 
 def test_stage_cooldown_factor_and_its_checks():
     cfg = TrainConfig(regime="icot", removal_gate=0.9, gate_cooldown_after=10, gate_cooldown_steps=20, min_lr_frac=0.1)
-    assert [cfg.stage_lr_factor(n) for n in (0, 10, 20, 30, 100)] == pytest.approx([1, 1, 0.55, 0.1, 0.1])
+    # 1 until 10 steps, then down to 0.1 over 20 steps, then back up and down again (sawtooth)
+    factors = [cfg.stage_lr_factor(n) for n in (0, 10, 20, 30, 31, 40, 50, 51)]
+    assert factors == pytest.approx([1, 1, 0.55, 0.1, 1 - 0.9 / 20, 0.55, 0.1, 1 - 0.9 / 20])
     assert TrainConfig(regime="icot", removal_gate=0.9).stage_lr_factor(10**6) == 1.0  # off by default
     with pytest.raises(ValueError, match="needs removal_gate"):
         TrainConfig(regime="icot", gate_cooldown_after=10)
@@ -325,6 +327,7 @@ def test_a_held_stage_cools_down_and_a_removal_restores_the_lr(tmp_path):
     assert all(r["cot_removed"] == 0 and r["stage_exact"] < 1 for r in rows)
     # the row of step s records the lr of that step, taken after s - 1 steps at the stage
     assert [r["lr"] for r in rows] == pytest.approx([1e-3 * cfg.stage_lr_factor(r["step"] - 1) for r in rows])
-    assert rows[-1]["lr"] == pytest.approx(1e-4) and rows[0]["lr"] == pytest.approx(1e-3)
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[2]["lr"] == pytest.approx(1e-3 * (1 - 19 / 20 * 0.9))
+    assert rows[3]["lr"] > rows[2]["lr"]  # the sawtooth's second cycle began (step 31)
     t.gate_removed, t.gate_since = 1, t.examples  # what maybe_open_gate does when the gate opens
     assert t.current_lr() == pytest.approx(1e-3)

@@ -44,7 +44,8 @@ class TrainConfig:
     removal_gate: float | None = None
     # per-stage cool-down of a gated run: once a stage has been trained ``gate_cooldown_after``
     # steps (counted from its token's removal) without the gate opening, the lr falls linearly
-    # to min_lr_frac · lr over ``gate_cooldown_steps``; the next removal restores it
+    # to min_lr_frac · lr over ``gate_cooldown_steps``, then jumps back and falls again (a
+    # sawtooth, so a stage still being learned is not frozen); the next removal restores it
     # (TrainConfig.stage_lr_factor, Trainer.current_lr; docs/training-runs/campaign.md, session 4). None: off
     gate_cooldown_after: int | None = None
     gate_cooldown_steps: int = 1000
@@ -141,11 +142,19 @@ class TrainConfig:
     def stage_lr_factor(self, steps_at_stage: int) -> float:
         """The per-stage cool-down's lr multiplier after ``steps_at_stage`` steps at a gated
         stage: 1 until ``gate_cooldown_after``, then linearly down to ``min_lr_frac`` over
-        ``gate_cooldown_steps``, then flat (1 when the cool-down is off)."""
+        ``gate_cooldown_steps``, then back to 1 and down again, cycle after cycle (1 when the
+        cool-down is off).
+
+        Why a sawtooth and not one ramp to a floor: the lift a lower lr gives near the gate
+        comes within a few hundred steps of the fall, and a stage it does not lift far enough
+        needs the full rate to learn more. One ramp left icot-4x4-d64-gcd at a hard stage at
+        lr 3e-6 for good (session 4: stage 31 at 77 %, where the constant-3e-4 arm also stood
+        at the same number of steps into the stage). The sawtooth itself is not yet measured
+        on a campaign run."""
         if self.gate_cooldown_after is None or steps_at_stage <= self.gate_cooldown_after:
             return 1.0
-        frac = min(1.0, (steps_at_stage - self.gate_cooldown_after) / self.gate_cooldown_steps)
-        return 1.0 - frac * (1.0 - self.min_lr_frac)
+        into = (steps_at_stage - self.gate_cooldown_after - 1) % self.gate_cooldown_steps + 1
+        return 1.0 - into / self.gate_cooldown_steps * (1.0 - self.min_lr_frac)
 
     def _base_lr(self, step: int) -> float:
         if step < self.warmup:
