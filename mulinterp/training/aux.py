@@ -29,12 +29,14 @@ def c_hat_stats(task: MulTask, n: int = 65_536) -> tuple[Tensor, Tensor]:
 class RunningSumProbe(nn.Module):
     """ĉ̂_k = Σ_h ⟨W[k, h], z[pos_k, h]⟩ + bias_k, one linear map per (position, head)."""
 
-    def __init__(self, task: MulTask, heads: list[int], d_head: int, layer: int):
+    def __init__(
+        self, task: MulTask, heads: list[int], d_head: int, layer: int, stats: tuple[Tensor, Tensor] | None = None
+    ):
         super().__init__()
         self.layer, self.heads = layer, list(heads)
         self.weight = nn.Parameter(torch.zeros(task.n_c, len(self.heads), d_head))
         self.bias = nn.Parameter(torch.zeros(task.n_c))
-        mean, std = c_hat_stats(task)
+        mean, std = stats if stats is not None else c_hat_stats(task)  # a saved probe brings its own
         self.register_buffer("c_hat_mean", mean)
         self.register_buffer("c_hat_std", std)
 
@@ -55,10 +57,10 @@ class RunningSumProbe(nn.Module):
         """The probe an aux checkpoint carries (``MulModel.extras``), as it was when saved."""
         if "aux.weight" not in extras:
             raise ValueError("this checkpoint carries no auxiliary probe (not an aux model)")
-        weight = extras["aux.weight"]
-        probe = cls(task, extras["aux.heads"].long().tolist(), weight.shape[-1], int(extras["aux.layer"][0]))
-        state = {k: extras[f"aux.{k}"].to(probe.bias.device) for k in ("weight", "bias", "c_hat_mean", "c_hat_std")}
-        probe.load_state_dict(state)
+        stats = (extras["aux.c_hat_mean"], extras["aux.c_hat_std"])
+        heads, layer = extras["aux.heads"].long().tolist(), int(extras["aux.layer"][0])
+        probe = cls(task, heads, extras["aux.weight"].shape[-1], layer, stats=stats)
+        probe.load_state_dict({k: extras[f"aux.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")})
         return probe
 
     def extras(self) -> dict[str, Tensor]:
