@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from mulinterp.cli import main
 from mulinterp.models import load, resume_path, telemetry_path
 from mulinterp.training import TrainConfig, train
-from mulinterp.training.campaign import Campaign, cooldown, fork, parse_recipe_changes, run_campaign
+from mulinterp.training.campaign import Campaign, cooldown, fork, parse_recipe_changes, run_campaign, widen
 from mulinterp.training.loop import Trainer
 from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
 
@@ -236,6 +236,49 @@ def test_fork_continues_the_source_state_under_a_changed_recipe(tmp_path, capsys
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_recipe_changes(["aux_weight"])
     assert parse_recipe_changes(["aux_weight=3", "schedule=cosine"]) == {"aux_weight": 3, "schedule": "cosine"}
+
+
+def test_widen_continues_a_run_at_a_wider_preset_from_its_state(tmp_path, capsys):
+    from mulinterp.training.aux import aux_probe_rmse
+
+    runs = {"i": {"regime": "icot", "epoch_size": 1200, "remove_per_epoch": 10}, "a": {"regime": "aux"}}
+    root = make_campaign(tmp_path / "runs", runs)
+    camp = Campaign.load(root)
+    for name in runs:
+        train(camp.get(name).recipe(), camp.get(name).checkpoint, stop_after=20, progress=False)
+    argv = ["campaign", "--root", str(root), "widen", "i", "--as", "i-wide", "--preset", "small"]
+    assert main(argv) == 0
+    assert "widened i at step 20 to preset small as i-wide" in capsys.readouterr().out
+    aux_wide = widen(Campaign.load(root), "a", "a-wide", "small", {"lr": 1e-3})
+    camp = Campaign.load(root)
+    assert [r.name for r in camp.runs] == ["i", "i-wide", "a", "a-wide"]
+    assert json.loads((root / "campaign.json").read_text())["runs"][1]["widened_from"] == "i@20"
+    src, wide = camp.get("i"), camp.get("i-wide")
+    assert wide.recipe().preset == "small" and aux_wide.recipe().lr == 1e-3
+    # the counters go on (an ICoT run stays at its removal stage; its cost includes the source's)
+    keep = ("step", "examples", "last_removed", "wall")
+    assert {k: wide.counters()[k] for k in keep} == {k: src.counters()[k] for k in keep}
+    assert src.counters()["last_removed"] > 0
+    assert wide.counters()["warm_start"]["from"] == "i@20"
+    with safe_open(str(wide.resume_file), "pt") as f:
+        assert not [k for k in f.keys() if k.startswith("opt.")]  # a fresh AdamW
+    # the wide checkpoint computes what the narrow one did, the aux probe included
+    narrow_m, wide_m = load(src.checkpoint), load(wide.checkpoint)
+    assert wide_m.spec.d_model == 2 * narrow_m.spec.d_model
+    a, b = narrow_m.task.sample(32, "val", seed=5)
+    x = narrow_m.task.encode(a, b, "cot")
+    with torch.no_grad():
+        torch.testing.assert_close(wide_m.model(x), narrow_m.model(x), atol=2e-4, rtol=1e-4)
+    rmse = [aux_probe_rmse(load(r.checkpoint), n=64, seed=1) for r in (camp.get("a"), aux_wide)]
+    torch.testing.assert_close(torch.as_tensor(rmse[1]), torch.as_tensor(rmse[0]), atol=1e-3, rtol=1e-3)
+    train(wide.recipe(), wide.checkpoint, resume=True, progress=False)  # and it trains on, to its steps
+    assert wide.status()["step"] == 30
+    # bad input: one line, exit 2, nothing created
+    assert main(["campaign", "--root", str(root), "widen", "i", "--as", "i-same", "--preset", "tiny"]) == 2
+    assert "whole multiple" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="cannot --set regime"):
+        widen(camp, "i", "i-sft", "small", {"regime": "sft"})
+    assert not (root / "i-same").exists() and not (root / "i-sft").exists()
 
 
 def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):

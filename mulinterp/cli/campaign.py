@@ -94,6 +94,27 @@ def cmd_fork(args) -> int:
     return 0
 
 
+def cmd_widen(args) -> int:
+    from mulinterp.training.campaign import Campaign, parse_recipe_changes, widen
+
+    camp = Campaign.load(args.root)
+    run = widen(
+        camp,
+        args.run,
+        args.name,
+        args.preset,
+        parse_recipe_changes(args.set or []),
+        note=args.note or "",
+        seed=args.seed,
+    )
+    st = run.status()
+    print(
+        f"widened {args.run} at step {st['step']} to preset {args.preset} as {run.name} (fresh AdamW); "
+        f"it is active in {args.root}/campaign.json"
+    )
+    return 0
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -167,11 +188,11 @@ def cmd_readme(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "campaign",
-        help="the training campaign: status, run, fork, curve, cooldown, promote",
+        help="the training campaign: status, run, fork, widen, curve, cooldown, promote",
         description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
         "listed in runs/campaign.json in priority order). `status` prints the table without "
         "training; `run` continues the unfinished runs in the background of a session; `fork` "
-        "continues a run under a changed recipe; `curve` prints or draws a run's accuracy over training; `cooldown` "
+        "continues a run under a changed recipe; `widen` continues it at a wider preset; `curve` prints or draws a run's accuracy over training; `cooldown` "
         "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
         "bundled model of its name. See docs/training-runs/campaign.md.",
     )
@@ -227,6 +248,23 @@ def register(sub) -> None:
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe change (repeatable; JSON values)")
     q.add_argument("--note", help="what the fork tests (kept in campaign.json)")
     q.set_defaults(func=cmd_fork)
+
+    q = csub.add_parser(
+        "widen",
+        help="continue a run at a wider preset, its weights widened so that it computes the same",
+        description="Copy RUN's latest state into a new run folder NAME at the wider --preset: every "
+        "weight widened (each dimension copied, readers' entries split over the copies at random, "
+        "so the logits are unchanged and the copies can diverge), a fresh AdamW, the data RNG, "
+        "counters and telemetry kept (an ICoT run stays at its removal stage; the cost includes "
+        "RUN's). The new width must be a whole multiple of RUN's, with the same layers and heads.",
+    )
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--as", dest="name", required=True, metavar="NAME", help="the new run's name")
+    q.add_argument("--preset", required=True, help="the wider preset (e.g. cpu: d_model 128)")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe change (repeatable; JSON values)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
+    q.add_argument("--note", help="what the widened run tests (kept in campaign.json)")
+    q.set_defaults(func=cmd_widen)
 
     q = csub.add_parser(
         "curve",

@@ -414,6 +414,28 @@ def parse_recipe_changes(items: list[str]) -> dict[str, Any]:
     return changes
 
 
+def _check_new_run(camp: Campaign, source: str, name: str, verb: str) -> CampaignRun:
+    src = camp.get(source)
+    if any(r.name == name for r in camp.runs) or (camp.root / name).exists():
+        raise ValueError(f"run {name!r} already exists in {camp.root}")
+    if not src.resume_file.is_file():
+        raise ValueError(f"run {source} has no state to {verb} yet ({src.resume_file} missing)")
+    return src
+
+
+def _register(camp: Campaign, src: CampaignRun, folder: Path, cfg: TrainConfig, note: str, origin: dict[str, Any]):
+    """Write the new run's recipe and list it, active, right after ``src`` in campaign.json."""
+    run = CampaignRun(folder.name, folder, src.bundle_as, True, note)
+    atomic_write_bytes(run.recipe_path, (json.dumps(cfg.to_dict(), indent=1) + "\n").encode())
+    spec_path = camp.root / CAMPAIGN_FILE
+    spec = json.loads(spec_path.read_text())
+    at = next(i for i, e in enumerate(spec["runs"]) if e.get("name") == src.name) + 1
+    spec["runs"].insert(at, {"name": run.name, "bundle_as": src.bundle_as, "active": True, "note": note, **origin})
+    atomic_write_bytes(spec_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode())
+    camp.runs.insert(next(i for i, r in enumerate(camp.runs) if r.name == src.name) + 1, run)
+    return run
+
+
 def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: str = "") -> CampaignRun:
     """A new run ``name`` that continues ``source``'s latest state (weights, optimizer, RNG,
     counters, telemetry) under a changed recipe: one arm of an A/B at equal steps.
@@ -422,11 +444,7 @@ def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: 
     as it is. Its counters (steps, examples, wall time) include the source's, so its cost is
     the whole cost of the model it trains.
     """
-    src = camp.get(source)
-    if any(r.name == name for r in camp.runs) or (camp.root / name).exists():
-        raise ValueError(f"run {name!r} already exists in {camp.root}")
-    if not src.resume_file.is_file():
-        raise ValueError(f"run {source} has no state to fork yet ({src.resume_file} missing)")
+    src = _check_new_run(camp, source, name, "fork")
     fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
     if fixed:
         raise ValueError(f"a fork keeps {', '.join(FIXED_RECIPE_KEYS)}; cannot change {', '.join(fixed)}")
@@ -436,16 +454,69 @@ def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: 
     for path in (src.checkpoint, src.resume_file, src.telemetry):
         if path.is_file():
             shutil.copyfile(path, folder / path.name)
-    run = CampaignRun(name, folder, src.bundle_as, True, note)
-    atomic_write_bytes(run.recipe_path, (json.dumps(cfg.to_dict(), indent=1) + "\n").encode())
     step = int(src.counters().get("step", 0))
-    spec_path = camp.root / CAMPAIGN_FILE
-    spec = json.loads(spec_path.read_text())
-    at = next(i for i, e in enumerate(spec["runs"]) if e.get("name") == source) + 1
-    entry = {"name": name, "bundle_as": src.bundle_as, "active": True, "note": note, "forked_from": f"{source}@{step}"}
-    spec["runs"].insert(at, entry)
-    atomic_write_bytes(spec_path, (json.dumps(spec, indent=1, ensure_ascii=False) + "\n").encode())
-    camp.runs.insert(next(i for i, r in enumerate(camp.runs) if r.name == source) + 1, run)
+    run = _register(camp, src, folder, cfg, note, {"forked_from": f"{source}@{step}"})
+    run.write_status()
+    return run
+
+
+def widen(
+    camp: Campaign, source: str, name: str, preset: str, changes: dict[str, Any], note: str = "", seed: int = 0
+) -> CampaignRun:
+    """A new run ``name`` that continues ``source`` at the wider ``preset``: its weights widened
+    so that the model computes what it computed (:mod:`mulinterp.training.widen`), a fresh
+    AdamW (moments of the narrow model have no wide counterpart), and its data RNG, counters
+    and telemetry kept — so an ICoT run stays at its removal stage and its recorded cost
+    includes the narrow model's.
+    """
+    import torch
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from mulinterp.models import sha256
+    from mulinterp.training.loop import Trainer
+    from mulinterp.training.widen import widen_factor, widen_probe_weight, widen_state_dict
+
+    src = _check_new_run(camp, source, name, "widen")
+    fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
+    if fixed:
+        raise ValueError(
+            f"widen sets the preset with --preset and keeps regime and digits; cannot --set {', '.join(fixed)}"
+        )
+    old_cfg = src.recipe()
+    cfg = TrainConfig.from_dict({**old_cfg.to_dict(), **changes, "preset": preset})
+    old, new = get_preset(old_cfg.preset), get_preset(preset)
+    f = widen_factor(old, new)
+    data = src.resume_file.read_bytes()
+    tensors = st_load(data)
+    meta = safetensors_metadata(src.resume_file, data, "resume file")
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    out = {f"model.{k}": v for k, v in widen_state_dict(model, old, new, seed=seed).items()}
+    for k, v in tensors.items():
+        if k.startswith("probe."):
+            g = torch.Generator().manual_seed(seed + 1)
+            out[k] = widen_probe_weight(v, f, g) if k == "probe.weight" else v
+    out["rng"] = tensors["rng"]  # no "opt.*": the trainer starts a fresh AdamW
+    counters = json.loads(meta["counters"])
+    counters["warm_start"] = {
+        "from": f"{source}@{counters['step']}",
+        "sha256": sha256(src.resume_file),
+        "widened": f"{old_cfg.preset} (d_model {old.d_model}) → {preset} (d_model {new.d_model}), seed {seed}",
+        "its_steps": counters["step"],
+        "its_examples": counters["examples"],
+        "its_regime": old_cfg.regime,
+    }
+    folder = camp.root / name
+    folder.mkdir(parents=True)
+    resume = folder / src.resume_file.name
+    new_meta = {**meta, "config": json.dumps(cfg.to_dict()), "counters": json.dumps(counters)}
+    atomic_write_bytes(resume, st_save(out, metadata=new_meta))
+    if src.telemetry.is_file():
+        shutil.copyfile(src.telemetry, folder / src.telemetry.name)
+    trainer = Trainer(cfg, folder / CHECKPOINT)
+    trainer.load_resume()
+    trainer.save_checkpoint()  # a wide checkpoint beside the state, and a resume file the trainer wrote
+    run = _register(camp, src, folder, cfg, note, {"widened_from": f"{source}@{counters['step']}"})
     run.write_status()
     return run
 
