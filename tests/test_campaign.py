@@ -185,6 +185,38 @@ def test_campaign_runs_in_priority_order_and_records_sessions(tmp_path):
     assert [(r["step_from"], r["step_to"]) for r in rows] == [(0, 20), (20, 30)]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_campaign_cleanly_even_with_sigint_ignored(tmp_path, sig):
+    # a runner started with `&` by a non-interactive shell inherits SIGINT ignored
+    root = make_campaign(tmp_path / "runs", {"a": {"steps": 1_000_000, "checkpoint_every": 100_000}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mulinterp.cli", "campaign", "--root", str(root), "run", "--budget", "600"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,  # so that a failing test can stop the runner's children too
+    )
+    tel = root / "a" / "model.telemetry.jsonl"
+    deadline = time.time() + 120
+    while not (tel.is_file() and tel.read_text().strip()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    try:
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        try:  # whatever is left of the runner's process group (nothing, when the test passes)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, output
+    assert "asking every run to save and stop" in output and "stopped a (exit 0)" in output
+    (session,) = [json.loads(x) for x in (root / "a" / "sessions.jsonl").read_text().splitlines()]
+    assert session["exit"] == 0 and session["step_to"] >= 10
+    assert json.loads(safe_open(root / "a" / "model.safetensors.resume", "pt").metadata()["counters"])["step"] >= 10
+
+
 def _run_quietly(root: Path) -> str:
     out = io.StringIO()
     run_campaign(root, budget_s=60, out=out, min_slice_s=5)

@@ -365,6 +365,7 @@ def run_campaign(
             f"stopped {run.name} (exit {proc.returncode}) at step {st['step']}: {tail[0][-160:]}", file=out, flush=True
         )
 
+    previous = _stop_on_signals()
     try:
         while queue or procs:
             while queue and len(procs) < workers and deadline - time.time() > min_slice_s:
@@ -389,7 +390,30 @@ def run_campaign(
             procs[name][0].wait()
             finish(name)
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return [r.status() for r in touched]
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGTERM and SIGINT both stop the campaign cleanly (every run saves, its session is
+    recorded). Installed explicitly because a runner started in the background by a
+    non-interactive shell inherits SIGINT *ignored*, and Python then never raises
+    KeyboardInterrupt: ``kill -INT`` did nothing to such a runner (session 5). Returns the
+    handlers to restore; none are touched outside the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, _interrupt)
+    return previous
 
 
 # ---------------------------------------------------------------------------------------
