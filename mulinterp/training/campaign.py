@@ -529,6 +529,7 @@ def widen(
         "its_steps": counters["step"],
         "its_examples": counters["examples"],
         "its_regime": old_cfg.regime,
+        "its_warm_start": counters.get("warm_start"),  # the source's own origin, if it had one
     }
     folder = camp.root / name
     folder.mkdir(parents=True)

@@ -1,0 +1,61 @@
+"""Cross-entropy and accuracy per answer digit of campaign ICoT runs *at their removal stage*.
+
+    python scripts/stage_loss.py icot-4x4-d64-g85 icot-4x4-d64-g85-lr1e3 [--n 4096] [--seed 123]
+
+The telemetry's stage accuracy uses 512 monitor problems and moves by ± 2 points from row to
+row; at a stage where one digit is learned slowly (c2 with 14 CoT tokens left, session 5) the
+cross-entropy on more problems shows the trend earlier. Reads each run's latest resume file
+(a copy, in a scratch folder: loading a resume file trims the telemetry beside it), so it can
+run while the campaign trains; val-split problems, CoT layout with the run's removed tokens
+gone, answer digits teacher-forced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mulinterp.training import TrainConfig, Trainer
+from mulinterp.training.data import remove_cot
+
+
+def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(run / "model.safetensors.resume", Path(tmp) / "model.safetensors.resume")
+        t = Trainer(TrainConfig.from_file(run / "recipe.json"), Path(tmp) / "model.safetensors")
+        t.load_resume()
+    removed = t.removed_now()
+    a, b = t.task.sample(n, "val", seed=seed)
+    tokens, start = remove_cot(t.task.encode(a, b, "cot"), t.task, torch.full_like(a, removed))
+    idx = start[:, None] + torch.arange(t.task.n_c)
+    t.net.eval()
+    with torch.no_grad():
+        logits = torch.cat([t.net(chunk).float() for chunk in tokens.split(512)])
+    logits = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1]))
+    answer = t.task.true_answer(a, b)
+    ce = -logits.log_softmax(-1).gather(2, answer[:, :, None]).squeeze(2).mean(0)
+    acc = (logits.argmax(-1) == answer).float().mean(0)
+    return t.step, t.task.cot_len - removed, ce.tolist(), acc.tolist()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--root", type=Path, default=Path("runs"))
+    p.add_argument("--n", type=int, default=4096, help="val problems (default 4096)")
+    p.add_argument("--seed", type=int, default=123)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    for name in args.runs:
+        step, left, ce, acc = stage_loss(args.root / name, args.n, args.seed)
+        print(f"{name}: step {step}, {left} CoT tokens left")
+        print("  CE  " + " ".join(f"{x:.3f}" for x in ce))
+        print("  acc " + " ".join(f"{x:.3f}" for x in acc))
+
+
+if __name__ == "__main__":
+    main()
