@@ -308,7 +308,7 @@ def test_widen_continues_a_run_at_a_wider_preset_from_its_state(tmp_path, capsys
     # bad input: one line, exit 2, nothing created
     assert main(["campaign", "--root", str(root), "widen", "i", "--as", "i-same", "--preset", "tiny"]) == 2
     assert "whole multiple" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="cannot --set regime"):
+    with pytest.raises(ValueError, match="cannot change regime"):
         widen(camp, "i", "i-sft", "small", {"regime": "sft"})
     assert not (root / "i-same").exists() and not (root / "i-sft").exists()
 

@@ -331,3 +331,41 @@ def test_a_held_stage_cools_down_and_a_removal_restores_the_lr(tmp_path):
     assert rows[3]["lr"] > rows[2]["lr"]  # the sawtooth's second cycle began (step 31)
     t.gate_removed, t.gate_since = 1, t.examples  # what maybe_open_gate does when the gate opens
     assert t.current_lr() == pytest.approx(1e-3)
+
+
+def test_aux_scale_weighs_c_hat_units_and_a_changed_scale_keeps_the_fitted_probe(tmp_path):
+    """aux_scale=1 makes the aux loss the MSE in ĉ units; a run resumed under another
+    normalisation (a fork with ``--set aux_scale=1``) keeps its fitted probe, so its loss is the
+    standardised run's error re-weighted, not a probe fitted from zero."""
+    import shutil
+
+    from mulinterp.training import Trainer
+
+    std_out, raw_out = tmp_path / "s" / "m.safetensors", tmp_path / "r" / "m.safetensors"
+    std_out.parent.mkdir()
+    raw_out.parent.mkdir()
+    Trainer(tiny_cfg(regime="aux", steps=20), std_out).run(progress=False)
+    shutil.copyfile(resume_path(std_out), resume_path(raw_out))
+    std_run = Trainer(tiny_cfg(regime="aux", steps=20), std_out)
+    raw_run = Trainer(tiny_cfg(regime="aux", steps=20, aux_scale=1.0), raw_out)
+    std_run.load_resume()
+    raw_run.load_resume()
+    assert torch.equal(raw_run.probe.c_hat_std, torch.ones(4))  # 2×2: four answer digits
+    sigma = std_run.probe.c_hat_std
+    assert sigma.min() > 1.5  # the two normalisations differ, so the test can tell them apart
+    assert raw_run.aux_rmse() == pytest.approx(std_run.aux_rmse(), abs=1e-3)  # same fit in ĉ units
+
+    batch = make_batch(std_run.task, 64, torch.Generator().manual_seed(1), "aux", 0, math.inf)
+    with std_run._probe_hook():
+        _, aux_std = std_run.losses(batch)
+        pred = std_run.probe(std_run.answer_z(batch.answer_start).float())
+    with raw_run._probe_hook():
+        _, aux_raw = raw_run.losses(batch)
+    from mulinterp.arithmetic import ground_truth
+
+    err = (pred - std_run.probe.normalise(ground_truth(batch.a, batch.b, 2, 2).c_hat)) * sigma  # ĉ units
+    assert aux_std.item() == pytest.approx((err / sigma).pow(2).mean().item(), rel=1e-4)
+    assert aux_raw.item() == pytest.approx(err.pow(2).mean().item(), rel=1e-3)
+    assert aux_raw.item() > 2 * aux_std.item()
+    with pytest.raises(ValueError, match="aux_scale must be positive"):
+        tiny_cfg(regime="aux", aux_scale=0)

@@ -22,6 +22,7 @@ _OVERRIDES = {
     "epoch_size": "epoch_size",
     "smoothing": "removal_smoothing",
     "aux_weight": "aux_weight",
+    "aux_scale": "aux_scale",
     "telemetry_every": "telemetry_every",
     "checkpoint_every": "checkpoint_every",
     "eval_every": "eval_every",
@@ -174,6 +175,12 @@ def register(sub) -> None:
     p.add_argument("--smoothing", type=float, help="icot: λ of the removal offset P(k) ∝ exp(−λk); inf disables")
     p.add_argument("--no-reset-optimizer", action="store_true", help="icot: keep AdamW state when removal grows")
     p.add_argument("--aux-weight", type=float, help="aux: weight λ of the probe MSE")
+    p.add_argument(
+        "--aux-scale",
+        type=float,
+        help="aux: divide every position's ĉ error by this one number (1: MSE in ĉ units); "
+        "default: each position by its own std",
+    )
     p.add_argument("--aux-layer", type=int, help="aux: layer whose hook_z the probe reads (1-based, default 2)")
     p.add_argument("--aux-heads", help="aux: comma-separated 1-based heads the probe reads (default all)")
     p.add_argument("--telemetry-every", type=int, help="steps between telemetry rows")

@@ -2,10 +2,14 @@
 
 At every answer position (the one predicting ``c_k``) a linear map reads the selected heads'
 outputs ``z`` of one layer (``blocks.{layer}.attn.hook_z``, default the second layer) and
-predicts ĉ_k. Targets are standardised per position, ``(ĉ_k − mean_k) / std_k``, with the
-mean and standard deviation measured once on 65 536 training-split problems (seed 0), so that
-every position weighs the same in the MSE whatever its range (ĉ_3 of 4×4 reaches ~330, ĉ_0 at
-most 81). The probe weights and the normalisation are saved with the model (``extras``).
+predicts ĉ_k. By default targets are standardised per position, ``(ĉ_k − mean_k) / std_k``,
+with the mean and standard deviation measured once on 65 536 training-split problems (seed 0),
+so that every position weighs the same in the MSE whatever its range (ĉ_3 of 4×4 reaches ~330,
+ĉ_0 at most 81). With ``scale=s`` every position is divided by the same ``s`` instead, so an
+error of one unit of ĉ costs the same at every position: the digit c_k = ĉ_k mod 10 needs ĉ_k
+to ±0.5 however wide its range, and standardising makes that precision cheapest to skip where
+the range is widest. The probe weights and the normalisation are saved with the model
+(``extras``).
 """
 
 from __future__ import annotations
@@ -30,13 +34,21 @@ class RunningSumProbe(nn.Module):
     """ĉ̂_k = Σ_h ⟨W[k, h], z[pos_k, h]⟩ + bias_k, one linear map per (position, head)."""
 
     def __init__(
-        self, task: MulTask, heads: list[int], d_head: int, layer: int, stats: tuple[Tensor, Tensor] | None = None
+        self,
+        task: MulTask,
+        heads: list[int],
+        d_head: int,
+        layer: int,
+        stats: tuple[Tensor, Tensor] | None = None,
+        scale: float | None = None,
     ):
         super().__init__()
         self.layer, self.heads = layer, list(heads)
         self.weight = nn.Parameter(torch.zeros(task.n_c, len(self.heads), d_head))
         self.bias = nn.Parameter(torch.zeros(task.n_c))
         mean, std = stats if stats is not None else c_hat_stats(task)  # a saved probe brings its own
+        if scale is not None:
+            std = torch.full_like(std, float(scale))
         self.register_buffer("c_hat_mean", mean)
         self.register_buffer("c_hat_std", std)
 
@@ -51,6 +63,24 @@ class RunningSumProbe(nn.Module):
         """Per-position RMSE of standardised predictions ``pred`` against the true ĉ_k, in ĉ units."""
         err = (pred - self.normalise(c_hat)) * self.c_hat_std
         return err.pow(2).mean(0).sqrt()
+
+    @torch.no_grad()
+    def adopt(self, weight: Tensor, bias: Tensor, mean: Tensor, std: Tensor) -> None:
+        """Take over a probe saved under another normalisation (``mean``, ``std``): the same
+        predictions in ĉ units, expressed in this probe's. A fork that changes ``aux_scale``
+        keeps its fitted probe this way instead of starting the fit again. Under the same
+        normalisation (a plain resume) the saved tensors are taken as they are, bit for bit."""
+        same = torch.allclose(std.to(self.c_hat_std), self.c_hat_std) and torch.allclose(
+            mean.to(self.c_hat_mean), self.c_hat_mean
+        )
+        if same:
+            self.load_state_dict({"weight": weight, "bias": bias, "c_hat_mean": mean, "c_hat_std": std})
+            return
+        ratio = std.to(self.c_hat_std) / self.c_hat_std
+        self.weight.copy_(weight.to(self.weight) * ratio[:, None, None])
+        self.bias.copy_(
+            (bias.to(self.bias) * std.to(self.bias) + mean.to(self.bias) - self.c_hat_mean) / self.c_hat_std
+        )
 
     @classmethod
     def from_extras(cls, task: MulTask, extras: dict[str, Tensor]) -> RunningSumProbe:

@@ -438,7 +438,12 @@ def parse_recipe_changes(items: list[str]) -> dict[str, Any]:
     return changes
 
 
-def _check_new_run(camp: Campaign, source: str, name: str, verb: str) -> CampaignRun:
+def _check_new_run(camp: Campaign, source: str, name: str, verb: str, changes: dict[str, Any], why: str) -> CampaignRun:
+    """The source run of a fork or widen, after checking that ``name`` is free, the source has
+    state, and ``changes`` leaves FIXED_RECIPE_KEYS alone (``why`` starts the error line)."""
+    fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
+    if fixed:
+        raise ValueError(f"{why}; cannot change {', '.join(fixed)}")
     src = camp.get(source)
     if any(r.name == name for r in camp.runs) or (camp.root / name).exists():
         raise ValueError(f"run {name!r} already exists in {camp.root}")
@@ -468,10 +473,7 @@ def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: 
     as it is. Its counters (steps, examples, wall time) include the source's, so its cost is
     the whole cost of the model it trains.
     """
-    src = _check_new_run(camp, source, name, "fork")
-    fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
-    if fixed:
-        raise ValueError(f"a fork keeps {', '.join(FIXED_RECIPE_KEYS)}; cannot change {', '.join(fixed)}")
+    src = _check_new_run(camp, source, name, "fork", changes, f"a fork keeps {', '.join(FIXED_RECIPE_KEYS)}")
     cfg = TrainConfig.from_dict({**src.recipe().to_dict(), **changes})  # unknown keys: one clear error
     folder = camp.root / name
     folder.mkdir(parents=True)
@@ -501,12 +503,8 @@ def widen(
     from mulinterp.training.loop import Trainer
     from mulinterp.training.widen import widen_factor, widen_probe_weight, widen_state_dict
 
-    src = _check_new_run(camp, source, name, "widen")
-    fixed = sorted(k for k in changes if k in FIXED_RECIPE_KEYS)
-    if fixed:
-        raise ValueError(
-            f"widen sets the preset with --preset and keeps regime and digits; cannot --set {', '.join(fixed)}"
-        )
+    why = "widen sets the preset with --preset and keeps regime and digits"
+    src = _check_new_run(camp, source, name, "widen", changes, why)
     old_cfg = src.recipe()
     cfg = TrainConfig.from_dict({**old_cfg.to_dict(), **changes, "preset": preset})
     old, new = get_preset(old_cfg.preset), get_preset(preset)
@@ -516,10 +514,10 @@ def widen(
     meta = safetensors_metadata(src.resume_file, data, "resume file")
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     out = {f"model.{k}": v for k, v in widen_state_dict(model, old, new, seed=seed).items()}
+    probe_rng = torch.Generator().manual_seed(seed + 1)
     for k, v in tensors.items():
         if k.startswith("probe."):
-            g = torch.Generator().manual_seed(seed + 1)
-            out[k] = widen_probe_weight(v, f, g) if k == "probe.weight" else v
+            out[k] = widen_probe_weight(v, f, probe_rng) if k == "probe.weight" else v
     out["rng"] = tensors["rng"]  # no "opt.*": the trainer starts a fresh AdamW
     counters = json.loads(meta["counters"])
     counters["warm_start"] = {

@@ -53,6 +53,11 @@ class TrainConfig:
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
     aux_weight: float = 1.0
+    # the normalisation: None divides (ĉ_k − mean_k) by each position's std (every position weighs
+    # the same); a number s divides every position by s, so the loss weighs the same error in ĉ
+    # units the same everywhere (s = 1: MSE in ĉ units). c_k = ĉ_k mod 10 needs ĉ_k to ±0.5
+    # wherever its range is: see docs/training-runs/campaign.md, session 6
+    aux_scale: float | None = None
     aux_layer: int = 1
     aux_heads: tuple[int, ...] | None = None  # None = all heads
     # share of each batch replaced by n×1 problems (one operand d·10^j; data.nx1_operands)
@@ -96,6 +101,8 @@ class TrainConfig:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
             if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0:
                 raise ValueError("a per-stage cool-down needs gate_cooldown_after ≥ 0 and gate_cooldown_steps > 0")
+        if self.aux_scale is not None and not self.aux_scale > 0:
+            raise ValueError(f"aux_scale must be positive (or None: per-position std), got {self.aux_scale}")
         if not 0 <= self.nx1_share < 1:
             raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:

@@ -81,7 +81,8 @@ class Trainer:
             bad = [h for h in heads if not 0 <= h < self.spec.n_heads]
             if bad:
                 raise ValueError(f"aux_heads {bad} out of range 0–{self.spec.n_heads - 1} (0-based)")
-            self.probe = RunningSumProbe(self.task, heads, self.spec.d_head, cfg.aux_layer).to(self.device)
+            self.probe = RunningSumProbe(self.task, heads, self.spec.d_head, cfg.aux_layer, scale=cfg.aux_scale)
+            self.probe = self.probe.to(self.device)
         self.params = list(self.net.parameters()) + (list(self.probe.parameters()) if self.probe else [])
         self.opt = self._new_optimizer()
         self.gen = torch.Generator(device=self.device)
@@ -349,8 +350,8 @@ class Trainer:
                     f"resume file {path} is from a run with {key}={getattr(saved, key)!r}, this run has {getattr(self.cfg, key)!r}"
                 )
         self.model.load_state_dict({k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("model.")})
-        if self.probe:
-            self.probe.load_state_dict({k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("probe.")})
+        if self.probe:  # in this run's normalisation, which a fork may have changed (aux_scale)
+            self.probe.adopt(*(tensors[f"probe.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")))
         state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in tensors.items():
             if k.startswith("opt."):
@@ -394,9 +395,7 @@ class Trainer:
         self.model.load_state_dict(src.model.state_dict())
         if self.probe is not None and "aux.weight" in src.extras:
             if src.extras["aux.weight"].shape == self.probe.weight.shape:
-                with torch.no_grad():
-                    self.probe.weight.copy_(src.extras["aux.weight"])
-                    self.probe.bias.copy_(src.extras["aux.bias"])
+                self.probe.adopt(*(src.extras[f"aux.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")))
         self.opt = self._new_optimizer()
         self.warm_start = {
             "from": str(path),
