@@ -6,10 +6,9 @@ predicts ĉ_k. By default targets are standardised per position, ``(ĉ_k − mea
 with the mean and standard deviation measured once on 65 536 training-split problems (seed 0),
 so that every position weighs the same in the MSE whatever its range (ĉ_3 of 4×4 reaches ~330,
 ĉ_0 at most 81). With ``scale=s`` every position is divided by the same ``s`` instead, so an
-error of one unit of ĉ costs the same at every position: the digit c_k = ĉ_k mod 10 needs ĉ_k
-to ±0.5 however wide its range, and standardising makes that precision cheapest to skip where
-the range is widest. The probe weights and the normalisation are saved with the model
-(``extras``).
+error of one unit of ĉ costs the same at every position (standardising charges it least where
+the range is widest: at ĉ_3 of 4×4, std 43, about 1 850 times less than in ĉ units). The probe
+weights and the normalisation are saved with the model (``extras``).
 """
 
 from __future__ import annotations

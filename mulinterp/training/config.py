@@ -55,8 +55,7 @@ class TrainConfig:
     aux_weight: float = 1.0
     # the normalisation: None divides (ĉ_k − mean_k) by each position's std (every position weighs
     # the same); a number s divides every position by s, so the loss weighs the same error in ĉ
-    # units the same everywhere (s = 1: MSE in ĉ units). c_k = ĉ_k mod 10 needs ĉ_k to ±0.5
-    # wherever its range is: see docs/training-runs/campaign.md, session 6
+    # units the same everywhere (s = 1: MSE in ĉ units; docs/training-runs/campaign.md, session 6)
     aux_scale: float | None = None
     aux_layer: int = 1
     aux_heads: tuple[int, ...] | None = None  # None = all heads
