@@ -22,14 +22,15 @@ cp scripts/device_sitecustomize.py /tmp/site/sitecustomize.py
 export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"; } | tee "$OUT/device.txt"
 python3 -m mulinterp.cli campaign status | tee "$OUT/status-before.txt"
+touch /tmp/campaign-start  # only the runs trained in this call come back (the cap is 64 MiB in all)
 python3 -m mulinterp.cli campaign run --budget "$BUDGET" --workers "$WORKERS" --device "$DEVICE" --report-every 60 2>&1 \
   | tee "$OUT/campaign.log"
 rc=${PIPESTATUS[0]}
 python3 -m mulinterp.cli campaign status | tee "$OUT/status-after.txt"
-# the state of every run that has one (small: d32/d64 models), whatever the exit status
+# the state of every run this call trained (d64 ≈ 1.7 MB, d128 ≈ 6.6 MB), whatever the exit status
 for d in runs/*/; do
   name=$(basename "$d")
-  [ -f "$d/model.safetensors.resume" ] || continue
+  [ "$d/model.safetensors.resume" -nt /tmp/campaign-start ] || continue
   mkdir -p "$OUT/runs/$name"
   cp "$d"/model.safetensors "$d"/model.safetensors.resume "$d"/model.telemetry.jsonl "$OUT/runs/$name/" 2>/dev/null
   cp "$d"/status.json "$d"/sessions.jsonl "$OUT/runs/$name/" 2>/dev/null

@@ -176,6 +176,9 @@ def test_campaign_runs_in_priority_order_and_records_sessions(tmp_path):
         assert session["step_from"] == 0 and session["step_to"] == 20 and session["exit"] == 0
     assert not (root / "c" / "model.safetensors").exists()
     assert "nothing to train" in _run_quietly(root)
+    out = io.StringIO()  # a budget shorter than one slice starts nothing, and says so
+    assert run_campaign(root, budget_s=100, out=out, min_slice_s=120, names=["c"]) == []
+    assert out.getvalue() == "not started, under 120 s of the budget left: c\n"
     # a finished run is left alone; raising its steps continues it from where it stopped
     recipe = json.loads((root / "a" / "recipe.json").read_text())
     (root / "a" / "recipe.json").write_text(json.dumps({**recipe, "steps": 30}))

@@ -212,7 +212,10 @@ def register(sub) -> None:
         "Prints a progress line per run every --report-every seconds.",
     )
     q.add_argument(
-        "--budget", type=float, required=True, help="wall-clock budget in seconds (or minutes with --minutes)"
+        "--budget",
+        type=float,
+        required=True,
+        help="wall-clock budget in seconds (or minutes with --minutes); no run starts with under 120 s left",
     )
     q.add_argument("--minutes", action="store_true", help="--budget is in minutes")
     q.add_argument("--workers", type=int, default=2, help="runs trained at once (default 2: one per core)")

@@ -382,6 +382,9 @@ def run_campaign(
                 for proc, *_ in procs.values():
                     proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
+        if queue:  # a budget that ended (or was shorter than one slice) before these could start
+            names_left = ", ".join(r.name for r in queue)
+            print(f"not started, under {min_slice_s:.0f} s of the budget left: {names_left}", file=out, flush=True)
     except KeyboardInterrupt:
         print("interrupted: asking every run to save and stop …", file=out, flush=True)
         for proc, *_ in procs.values():
