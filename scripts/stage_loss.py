@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from mulinterp.training import TrainConfig, Trainer
-from mulinterp.training.data import remove_cot
 
 
 def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], list[float]]:
@@ -30,12 +29,7 @@ def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], lis
         t.load_resume()
     removed = t.removed_now()
     a, b = t.task.sample(n, "val", seed=seed)
-    tokens, start = remove_cot(t.task.encode(a, b, "cot"), t.task, torch.full_like(a, removed))
-    idx = start[:, None] + torch.arange(t.task.n_c)
-    t.net.eval()
-    with torch.no_grad():
-        logits = torch.cat([t.net(chunk).float() for chunk in tokens.split(512)])
-    logits = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1]))
+    logits = t.stage_logits(a, b, removed)  # float, no autocast
     answer = t.task.true_answer(a, b)
     ce = -logits.log_softmax(-1).gather(2, answer[:, :, None]).squeeze(2).mean(0)
     acc = (logits.argmax(-1) == answer).float().mean(0)

@@ -29,6 +29,10 @@ def c_hat_stats(task: MulTask, n: int = 65_536) -> tuple[Tensor, Tensor]:
     return c_hat.mean(0), c_hat.std(0).clamp(min=1.0)
 
 
+# what a saved probe holds (its parameters and its normalisation), in this order
+PROBE_STATE = ("weight", "bias", "c_hat_mean", "c_hat_std")
+
+
 class RunningSumProbe(nn.Module):
     """ĉ̂_k = Σ_h ⟨W[k, h], z[pos_k, h]⟩ + bias_k, one linear map per (position, head)."""
 
@@ -81,6 +85,11 @@ class RunningSumProbe(nn.Module):
             (bias.to(self.bias) * std.to(self.bias) + mean.to(self.bias) - self.c_hat_mean) / self.c_hat_std
         )
 
+    def adopt_from(self, tensors: dict[str, Tensor], prefix: str) -> None:
+        """:meth:`adopt` the probe saved in ``tensors`` under ``prefix`` ("probe." in a resume
+        file, "aux." in a checkpoint's extras)."""
+        self.adopt(*(tensors[prefix + k] for k in PROBE_STATE))
+
     @classmethod
     def from_extras(cls, task: MulTask, extras: dict[str, Tensor]) -> RunningSumProbe:
         """The probe an aux checkpoint carries (``MulModel.extras``), as it was when saved."""
@@ -89,7 +98,7 @@ class RunningSumProbe(nn.Module):
         stats = (extras["aux.c_hat_mean"], extras["aux.c_hat_std"])
         heads, layer = extras["aux.heads"].long().tolist(), int(extras["aux.layer"][0])
         probe = cls(task, heads, extras["aux.weight"].shape[-1], layer, stats=stats)
-        probe.load_state_dict({k: extras[f"aux.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")})
+        probe.load_state_dict({k: extras[f"aux.{k}"] for k in PROBE_STATE})
         return probe
 
     def extras(self) -> dict[str, Tensor]:

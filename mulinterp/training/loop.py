@@ -35,8 +35,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mulinterp.arithmetic import ground_truth
@@ -198,8 +200,8 @@ class Trainer:
         """The training probe's error per answer position, in units of ĉ_k (RMSE on the monitor
         problems, plain layout). The aux loss is a standardised MSE averaged over positions, so a
         small total can hide one position the probe cannot read: this shows which (at 4×4, ĉ_3
-        has σ ≈ 43, so a standardised MSE of 0.005 is still ±3 in ĉ units, too coarse for its
-        last digit)."""
+        has σ ≈ 43, so a standardised MSE of 0.005 is still ±3 in ĉ units; with ``aux_scale``
+        the loss itself is in ĉ units)."""
         assert self.probe is not None
         a, b = self.mon_a, self.mon_b
         tokens = self.task.encode(a, b, "plain")[:, :-1]
@@ -257,16 +259,27 @@ class Trainer:
         chance is where internalisation broke. Returns per-digit accuracy and exact match (with
         every digit right, teacher forcing and greedy decoding agree).
         """
-        self.net.eval()
         a, b = self.mon_a, self.mon_b
+        with self._autocast():
+            pred = self.stage_logits(a, b, removed).argmax(-1)
+        ok = pred == self.task.true_answer(a, b)
+        return [round(float(x), 4) for x in ok.float().mean(0)], round(float(ok.all(1).float().mean()), 4)
+
+    def stage_logits(
+        self, a: torch.Tensor, b: torch.Tensor, removed: int, chunk: int = 512
+    ) -> Float[Tensor, "batch n_c d_vocab"]:
+        """Logits at the answer positions of problems (a, b) in the CoT layout with ``removed``
+        tokens gone (no random offset), answer digits teacher-forced; ``chunk`` problems per
+        forward pass, in eval mode (restored to train mode after)."""
         tokens, start = remove_cot(self.task.encode(a, b, "cot"), self.task, torch.full_like(a, removed))
         idx = start[:, None] + torch.arange(self.task.n_c, device=self.device)
-        with torch.no_grad(), self._autocast():
-            logits = self.net(tokens)
-        pred = torch.gather(logits.float(), 1, idx[:, :, None].expand(-1, -1, logits.shape[-1])).argmax(-1)
-        ok = pred == self.task.true_answer(a, b)
-        self.net.train()
-        return [round(float(x), 4) for x in ok.float().mean(0)], round(float(ok.all(1).float().mean()), 4)
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                logits = torch.cat([self.net(part).float() for part in tokens.split(chunk)])
+        finally:
+            self.net.train()
+        return torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1]))
 
     @property
     def device_name(self) -> str:
@@ -351,7 +364,7 @@ class Trainer:
                 )
         self.model.load_state_dict({k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("model.")})
         if self.probe:  # in this run's normalisation, which a fork may have changed (aux_scale)
-            self.probe.adopt(*(tensors[f"probe.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")))
+            self.probe.adopt_from(tensors, "probe.")
         state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in tensors.items():
             if k.startswith("opt."):
@@ -395,7 +408,7 @@ class Trainer:
         self.model.load_state_dict(src.model.state_dict())
         if self.probe is not None and "aux.weight" in src.extras:
             if src.extras["aux.weight"].shape == self.probe.weight.shape:
-                self.probe.adopt(*(src.extras[f"aux.{k}"] for k in ("weight", "bias", "c_hat_mean", "c_hat_std")))
+                self.probe.adopt_from(src.extras, "aux.")
         self.opt = self._new_optimizer()
         self.warm_start = {
             "from": str(path),
