@@ -281,13 +281,15 @@ def test_widen_continues_a_run_at_a_wider_preset_from_its_state(tmp_path, capsys
     camp = Campaign.load(root)
     for name in runs:
         train(camp.get(name).recipe(), camp.get(name).checkpoint, stop_after=20, progress=False)
-    argv = ["campaign", "--root", str(root), "widen", "i", "--as", "i-wide", "--preset", "small"]
+    argv = ["campaign", "--root", str(root), "widen", "i", "--as", "i-wide", "--preset", "small", "--fresh"]
     assert main(argv) == 0
-    assert "widened i at step 20 to preset small as i-wide" in capsys.readouterr().out
+    assert "widened i at step 20 to preset small as i-wide (new random head and MLP units" in capsys.readouterr().out
     aux_wide = widen(Campaign.load(root), "a", "a-wide", "small", {"lr": 1e-3})
+    aux_fresh = widen(Campaign.load(root), "a", "a-fresh", "small", {}, fresh=True)
     camp = Campaign.load(root)
-    assert [r.name for r in camp.runs] == ["i", "i-wide", "a", "a-wide"]
-    assert json.loads((root / "campaign.json").read_text())["runs"][1]["widened_from"] == "i@20"
+    assert [r.name for r in camp.runs] == ["i", "i-wide", "a", "a-fresh", "a-wide"]
+    listed = json.loads((root / "campaign.json").read_text())["runs"]
+    assert listed[1]["widened_from"] == "i@20" and listed[1]["fresh_units"] and "fresh_units" not in listed[4]
     src, wide = camp.get("i"), camp.get("i-wide")
     assert wide.recipe().preset == "small" and aux_wide.recipe().lr == 1e-3
     # the counters go on (an ICoT run stays at its removal stage; its cost includes the source's)
@@ -304,8 +306,9 @@ def test_widen_continues_a_run_at_a_wider_preset_from_its_state(tmp_path, capsys
     x = narrow_m.task.encode(a, b, "cot")
     with torch.no_grad():
         torch.testing.assert_close(wide_m.model(x), narrow_m.model(x), atol=2e-4, rtol=1e-4)
-    rmse = [aux_probe_rmse(load(r.checkpoint), n=64, seed=1) for r in (camp.get("a"), aux_wide)]
-    torch.testing.assert_close(torch.as_tensor(rmse[1]), torch.as_tensor(rmse[0]), atol=1e-3, rtol=1e-3)
+    rmse = [aux_probe_rmse(load(r.checkpoint), n=64, seed=1) for r in (camp.get("a"), aux_wide, aux_fresh)]
+    for wide_rmse in rmse[1:]:  # copied or fresh head dims, the probe reads the same ĉ
+        torch.testing.assert_close(torch.as_tensor(wide_rmse), torch.as_tensor(rmse[0]), atol=1e-3, rtol=1e-3)
     train(wide.recipe(), wide.checkpoint, resume=True, progress=False)  # and it trains on, to its steps
     assert wide.status()["step"] == 30
     # bad input: one line, exit 2, nothing created

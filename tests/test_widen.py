@@ -26,9 +26,10 @@ def state_of(model) -> dict[str, torch.Tensor]:
     return st_load(checkpoint_bytes(MulModel(model, TASK, get_preset("tiny"))))
 
 
-def widened(model, preset: str, seed: int = 1):
+def widened(model, preset: str, seed: int = 1, fresh: bool = False):
     wide = build_model(TASK, preset)
-    wide.load_state_dict(widen_state_dict(state_of(model), get_preset("tiny"), get_preset(preset), seed=seed))
+    init = {k: v.detach() for k, v in build_model(TASK, preset, seed=seed + 1).state_dict().items()} if fresh else None
+    wide.load_state_dict(widen_state_dict(state_of(model), get_preset("tiny"), get_preset(preset), seed=seed, fresh=init))
     return wide
 
 
@@ -37,10 +38,11 @@ def tokens(n: int = 16):
     return TASK.encode(a, b, "cot")
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["copies", "fresh"])
 @pytest.mark.parametrize("preset", ["small", "cpu"])  # d32 → d64 (× 2) and → d128 (× 4)
-def test_widened_model_computes_the_same_logits(preset):
+def test_widened_model_computes_the_same_logits(preset, fresh):
     narrow = scrambled_model()
-    wide = widened(narrow, preset)
+    wide = widened(narrow, preset, fresh=fresh)
     x = tokens()
     with torch.no_grad():
         before, after = narrow(x), wide(x)
@@ -48,10 +50,12 @@ def test_widened_model_computes_the_same_logits(preset):
     torch.testing.assert_close(after, before, atol=2e-4, rtol=1e-4)
 
 
-def test_each_head_keeps_its_attention_pattern():
-    # head h of the wide model is made of copies of head h: the same pattern, head by head
+@pytest.mark.parametrize("fresh", [False, True], ids=["copies", "fresh"])
+def test_each_head_keeps_its_attention_pattern(fresh):
+    # head h of the wide model is made of head h's dimensions (and, fresh, new ones that score
+    # nothing yet): the same pattern, head by head
     narrow = scrambled_model()
-    wide = widened(narrow, "small")
+    wide = widened(narrow, "small", fresh=fresh)
     x = tokens(8)
     _, c0 = narrow.run_with_cache(x, names_filter=lambda n: n.endswith("hook_pattern"))
     _, c1 = wide.run_with_cache(x, names_filter=lambda n: n.endswith("hook_pattern"))
@@ -74,6 +78,27 @@ def test_the_copies_get_different_gradients():
     assert not torch.allclose(g[:, :32], g[:, 32:], atol=1e-6)  # residual dim r and its copy r + 32
 
 
+def test_fresh_units_are_new_features_that_learn_from_the_first_step():
+    # copies start as the features they copy; fresh units must not: new MLP neurons read the
+    # residual with new weights and write nothing, new head dims score and write nothing, and
+    # every one of those zeros gets a gradient at once
+    narrow, d_head, d_mlp = scrambled_model(), 8, 128  # tiny: d_head 8, d_mlp 128 → small: 16, 256
+    wide = widened(narrow, "small", fresh=True)
+    params = {n.replace("._original_component", ""): p for n, p in wide.original_model.named_parameters()}
+    w_in, w_out = params["layers.0.mlp.fc_in.weight"], params["layers.0.mlp.fc_out.weight"]
+    w_k, w_o = params["layers.0.attn.k.weight"], params["layers.0.attn.o.weight"]
+    new_dims = torch.arange(4 * 2 * d_head) % (2 * d_head) >= d_head  # the second half of each head
+    assert w_in.shape[0] == 2 * d_mlp and w_out.shape[1] == 2 * d_mlp
+    assert w_out[:, d_mlp:].abs().max() == 0 and w_in[d_mlp:].abs().max() > 0
+    old_rows, new_rows = w_in[:d_mlp], w_in[d_mlp:]
+    corr = torch.nn.functional.cosine_similarity(old_rows, new_rows, dim=1).abs()
+    assert corr.max() < 0.9  # not a copy of the neuron in the same place (a copy would read 1.0)
+    assert w_k[new_dims].abs().max() == 0 and w_o[:, new_dims].abs().max() == 0
+    wide(tokens()).logsumexp(-1).mean().backward()
+    assert w_out.grad[:, d_mlp:].abs().max() > 0
+    assert w_k.grad[new_dims].abs().max() > 0 and w_o.grad[:, new_dims].abs().max() > 0
+
+
 def test_probe_weights_read_the_widened_heads_the_same():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(6, 4, 8, generator=g)
@@ -82,6 +107,13 @@ def test_probe_weights_read_the_widened_heads_the_same():
     wide_z = torch.cat([z, z], dim=-1)  # what the widened heads output: each head's dims copied
     torch.testing.assert_close(
         torch.einsum("bkhd,khd->bk", wide_z, wide_w), torch.einsum("bkhd,khd->bk", z, w), atol=1e-5, rtol=1e-5
+    )
+    # fresh: the old dims come first in each head and keep their weights; the new dims, whatever
+    # they output, are read with weight zero
+    fresh_w = widen_probe_weight(w, 2, g, fresh=True)
+    fresh_z = torch.cat([z, torch.randn(z.shape, generator=g)], dim=-1)
+    torch.testing.assert_close(
+        torch.einsum("bkhd,khd->bk", fresh_z, fresh_w), torch.einsum("bkhd,khd->bk", z, w), atol=1e-5, rtol=1e-5
     )
 
 

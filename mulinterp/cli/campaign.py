@@ -106,10 +106,12 @@ def cmd_widen(args) -> int:
         parse_recipe_changes(args.set or []),
         note=args.note or "",
         seed=args.seed,
+        fresh=args.fresh,
     )
     st = run.status()
+    units = "new random head and MLP units" if args.fresh else "copied units"
     print(
-        f"widened {args.run} at step {st['step']} to preset {args.preset} as {run.name} (fresh AdamW); "
+        f"widened {args.run} at step {st['step']} to preset {args.preset} as {run.name} ({units}, fresh AdamW); "
         f"it is active in {args.root}/campaign.json"
     )
     return 0
@@ -259,13 +261,18 @@ def register(sub) -> None:
         "weight widened (each dimension copied, readers' entries split over the copies at random, "
         "so the logits are unchanged and the copies can diverge), a fresh AdamW, the data RNG, "
         "counters and telemetry kept (an ICoT run stays at its removal stage; the cost includes "
-        "RUN's). The new width must be a whole multiple of RUN's, with the same layers and heads.",
+        "RUN's). The new width must be a whole multiple of RUN's, with the same layers and heads. "
+        "--fresh copies only the residual stream and makes the extra MLP neurons and head dimensions "
+        "new random units that start out writing nothing (the logits are unchanged too).",
     )
     q.add_argument("run", metavar="RUN")
     q.add_argument("--as", dest="name", required=True, metavar="NAME", help="the new run's name")
     q.add_argument("--preset", required=True, help="the wider preset (e.g. cpu: d_model 128)")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe change (repeatable; JSON values)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random splits and fresh units (default 0)")
+    q.add_argument(
+        "--fresh", action="store_true", help="extra head and MLP units are new random ones, not copies of the old"
+    )
     q.add_argument("--note", help="what the widened run tests (kept in campaign.json)")
     q.set_defaults(func=cmd_widen)
 

@@ -490,19 +490,27 @@ def fork(camp: Campaign, source: str, name: str, changes: dict[str, Any], note: 
 
 
 def widen(
-    camp: Campaign, source: str, name: str, preset: str, changes: dict[str, Any], note: str = "", seed: int = 0
+    camp: Campaign,
+    source: str,
+    name: str,
+    preset: str,
+    changes: dict[str, Any],
+    note: str = "",
+    seed: int = 0,
+    fresh: bool = False,
 ) -> CampaignRun:
     """A new run ``name`` that continues ``source`` at the wider ``preset``: its weights widened
     so that the model computes what it computed (:mod:`mulinterp.training.widen`), a fresh
     AdamW (moments of the narrow model have no wide counterpart), and its data RNG, counters
     and telemetry kept — so an ICoT run stays at its removal stage and its recorded cost
-    includes the narrow model's.
+    includes the narrow model's. ``fresh``: the extra head and MLP units are new random ones
+    (a fresh model's, seeded by ``seed``), not copies of the old.
     """
     import torch
     from safetensors.torch import load as st_load
     from safetensors.torch import save as st_save
 
-    from mulinterp.models import sha256
+    from mulinterp.models import build_model, sha256
     from mulinterp.training.loop import Trainer
     from mulinterp.training.widen import widen_factor, widen_probe_weight, widen_state_dict
 
@@ -516,17 +524,21 @@ def widen(
     tensors = st_load(data)
     meta = safetensors_metadata(src.resume_file, data, "resume file")
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    out = {f"model.{k}": v for k, v in widen_state_dict(model, old, new, seed=seed).items()}
+    init = None
+    if fresh:
+        init = {k: v.detach() for k, v in build_model(cfg.task, new, seed=seed).state_dict().items()}
+    out = {f"model.{k}": v for k, v in widen_state_dict(model, old, new, seed=seed, fresh=init).items()}
     probe_rng = torch.Generator().manual_seed(seed + 1)
     for k, v in tensors.items():
         if k.startswith("probe."):
-            out[k] = widen_probe_weight(v, f, probe_rng) if k == "probe.weight" else v
+            out[k] = widen_probe_weight(v, f, probe_rng, fresh=fresh) if k == "probe.weight" else v
     out["rng"] = tensors["rng"]  # no "opt.*": the trainer starts a fresh AdamW
     counters = json.loads(meta["counters"])
     counters["warm_start"] = {
         "from": f"{source}@{counters['step']}",
         "sha256": sha256(src.resume_file),
-        "widened": f"{old_cfg.preset} (d_model {old.d_model}) → {preset} (d_model {new.d_model}), seed {seed}",
+        "widened": f"{old_cfg.preset} (d_model {old.d_model}) → {preset} (d_model {new.d_model}), seed {seed}"
+        + (", fresh units" if fresh else ""),
         "its_steps": counters["step"],
         "its_examples": counters["examples"],
         "its_regime": old_cfg.regime,
@@ -542,7 +554,8 @@ def widen(
     trainer = Trainer(cfg, folder / CHECKPOINT)
     trainer.load_resume()
     trainer.save_checkpoint()  # a wide checkpoint beside the state, and a resume file the trainer wrote
-    run = _register(camp, src, folder, cfg, note, {"widened_from": f"{source}@{counters['step']}"})
+    origin = {"widened_from": f"{source}@{counters['step']}"} | ({"fresh_units": True} if fresh else {})
+    run = _register(camp, src, folder, cfg, note, origin)
     run.write_status()
     return run
 
