@@ -210,6 +210,7 @@ def test_icot_telemetry_reports_answers_at_the_removal_stage(tmp_path):
     rows = [json.loads(line) for line in telemetry_path(out).read_text().splitlines()]
     staged = [r for r in rows if r["cot_remaining"] > 0]
     assert staged and all(len(r["stage_digit_acc"]) == 4 and 0 <= r["stage_exact"] <= 1 for r in staged)
+    assert all(len(r["stage_digit_loss"]) == 4 and min(r["stage_digit_loss"]) > 0 for r in staged)
     assert all("stage_exact" not in r for r in rows if r["cot_remaining"] == 0)
 
     # an oracle that predicts each next token scores 1 at every stage; shifted by one it scores 0
@@ -223,10 +224,17 @@ def test_icot_telemetry_reports_answers_at_the_removal_stage(tmp_path):
             return torch.nn.functional.one_hot(nxt, D_VOCAB).float()
 
     trainer.net = Oracle()
+    right = math.log(math.e + D_VOCAB - 1) - 1  # CE of a one-hot logit on the right token
     for removed in (0, 3, trainer.task.cot_len - 1):
-        assert trainer.stage_accuracy(removed) == ([1.0] * 4, 1.0)
+        m = trainer.stage_metrics(removed)
+        assert (m["stage_digit_acc"], m["stage_exact"]) == ([1.0] * 4, 1.0)
+        assert m["stage_digit_loss"] == pytest.approx([right] * 4, abs=1e-3)
     Oracle.shift = 2
-    assert trainer.stage_accuracy(3)[1] < 0.2
+    m = trainer.stage_metrics(3)
+    assert m["stage_exact"] < 0.2
+    # a wrong digit costs one nat more than a right one
+    wrong = [1 - acc for acc in m["stage_digit_acc"]]
+    assert m["stage_digit_loss"] == pytest.approx([right + w for w in wrong], abs=1e-3)
 
 
 def test_gated_removal_waits_for_time_and_for_the_stage_to_recover(tmp_path):

@@ -287,9 +287,13 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
     cot = f"cot {tel['cot_remaining']:>2} left  " if tel.get("cot_remaining") else ""
     loss = f"loss {tel['loss']:.3f}  " if tel.get("loss") is not None else ""
     exact = f"monitor exact {100 * tel['exact_match']:5.1f}%  " if "exact_match" in tel else ""
+    worst = ""
     if "stage_exact" in tel:  # an ICoT run with CoT left: its answers at the current stage say more
         exact, acc = f"stage exact {100 * tel['stage_exact']:5.1f}%  ", digits_line(tel["stage_digit_acc"])
-    return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{exact}digits {acc}"
+        if tel.get("stage_digit_loss"):  # the wall's digit: chance reads ln 10 = 2.303
+            k = max(range(len(tel["stage_digit_loss"])), key=tel["stage_digit_loss"].__getitem__)
+            worst = f"  (worst c{k} CE {tel['stage_digit_loss'][k]:.3f})"
+    return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{exact}digits {acc}{worst}"
 
 
 def _device_label(device: str) -> str:

@@ -250,20 +250,30 @@ class Trainer:
             self.gate_removed += 1
             self.gate_since = self.examples
 
-    def stage_accuracy(self, removed: int) -> tuple[list[float], float]:
-        """Answer accuracy of an ICoT run *at its removal stage*: the monitor problems in the CoT
-        layout with ``removed`` tokens gone (no random offset), answer digits teacher-forced.
+    def stage_metrics(self, removed: int) -> dict[str, list[float] | float]:
+        """Answers of an ICoT run *at its removal stage*: the monitor problems in the CoT layout
+        with ``removed`` tokens gone (no random offset), answer digits teacher-forced.
 
         While CoT tokens remain, the plain-layout monitor says nothing about internalisation
         (the model has not seen that layout yet); this does: a stage whose middle digits fall to
-        chance is where internalisation broke. Returns per-digit accuracy and exact match (with
-        every digit right, teacher forcing and greedy decoding agree).
+        chance is where internalisation broke. Returns the telemetry keys ``stage_digit_acc``
+        (per digit), ``stage_exact`` (every digit right: teacher forcing and greedy decoding
+        agree) and ``stage_digit_loss`` (per-digit cross-entropy, nats). The loss is there for
+        walls: a digit at chance reads ln 10 = 2.303, and the first sign of its being learned
+        has been a loss a little under that while the accuracy still reads chance
+        (campaign.md, session 6).
         """
         a, b = self.mon_a, self.mon_b
         with self._autocast():
-            pred = self.stage_logits(a, b, removed).argmax(-1)
-        ok = pred == self.task.true_answer(a, b)
-        return [round(float(x), 4) for x in ok.float().mean(0)], round(float(ok.all(1).float().mean()), 4)
+            logits = self.stage_logits(a, b, removed).float()
+        truth = self.task.true_answer(a, b)
+        ok = logits.argmax(-1) == truth
+        loss = -logits.log_softmax(-1).gather(-1, truth[..., None])[..., 0].mean(0)
+        return {
+            "stage_digit_acc": [round(float(x), 4) for x in ok.float().mean(0)],
+            "stage_exact": round(float(ok.all(1).float().mean()), 4),
+            "stage_digit_loss": [round(float(x), 4) for x in loss],
+        }
 
     def stage_logits(
         self, a: torch.Tensor, b: torch.Tensor, removed: int, chunk: int = 512
@@ -521,7 +531,7 @@ class Trainer:
             if self.probe is not None:
                 row["aux_rmse"] = self.aux_rmse()
             if cfg.regime == "icot" and removed < self.task.cot_len:
-                row["stage_digit_acc"], row["stage_exact"] = self.stage_accuracy(removed)
+                row.update(self.stage_metrics(removed))
                 self.maybe_open_gate(row["stage_exact"])
             self.write_telemetry(row)
             postfix = {"loss": f"{ce.item():.3f}", "exact": f"{res.exact_match:.3f}", "cot_left": row["cot_remaining"]}
