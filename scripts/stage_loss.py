@@ -22,11 +22,18 @@ import torch
 from mulinterp.training import TrainConfig, Trainer
 
 
-def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], list[float]]:
+def load_run(run: Path) -> Trainer:
+    """A trainer holding ``run``'s latest state, loaded from a copy of its resume file (loading
+    trims the telemetry beside the file, and the campaign may be writing the run's own)."""
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(run / "model.safetensors.resume", Path(tmp) / "model.safetensors.resume")
         t = Trainer(TrainConfig.from_file(run / "recipe.json"), Path(tmp) / "model.safetensors")
         t.load_resume()
+    return t
+
+
+def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], list[float]]:
+    t = load_run(run)
     removed = t.removed_now()
     a, b = t.task.sample(n, "val", seed=seed)
     logits = t.stage_logits(a, b, removed)  # float, no autocast
