@@ -324,9 +324,16 @@ def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path):
 
     root = make_campaign(tmp_path / "runs", {"i": {"regime": "icot"}})
     run = Campaign.load(root).get("i")
-    row = {"step": 120, "loss": 0.2, "cot_remaining": 3, "digit_acc": [0.1] * 4, "exact_match": 0.0,
-           "stage_digit_acc": [1.0, 0.97, 0.1, 1.0], "stage_exact": 0.09,
-           "stage_digit_loss": [0.001, 0.08, 2.2871, 0.002]}
+    row = {
+        "step": 120,
+        "loss": 0.2,
+        "cot_remaining": 3,
+        "digit_acc": [0.1] * 4,
+        "exact_match": 0.0,
+        "stage_digit_acc": [1.0, 0.97, 0.1, 1.0],
+        "stage_exact": 0.09,
+        "stage_digit_loss": [0.001, 0.08, 2.2871, 0.002],
+    }
     run.telemetry.write_text(json.dumps(row) + "\n")
     line = progress_line(run, 100, time.time() - 10)
     assert "stage exact   9.0%" in line and "digits 1.00 .97 .10 1.00" in line
