@@ -20,11 +20,14 @@ from pathlib import Path
 import torch
 
 from mulinterp.training import TrainConfig, Trainer
+from mulinterp.training.loop import answer_scores
 
 
 def load_run(run: Path) -> Trainer:
     """A trainer holding ``run``'s latest state, loaded from a copy of its resume file (loading
     trims the telemetry beside the file, and the campaign may be writing the run's own)."""
+    if not (run / "model.safetensors.resume").is_file() or not (run / "recipe.json").is_file():
+        raise SystemExit(f"{run} is not a campaign run folder (no recipe.json and model.safetensors.resume)")
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(run / "model.safetensors.resume", Path(tmp) / "model.safetensors.resume")
         t = Trainer(TrainConfig.from_file(run / "recipe.json"), Path(tmp) / "model.safetensors")
@@ -36,10 +39,7 @@ def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], lis
     t = load_run(run)
     removed = t.removed_now()
     a, b = t.task.sample(n, "val", seed=seed)
-    logits = t.stage_logits(a, b, removed)  # float, no autocast
-    answer = t.task.true_answer(a, b)
-    ce = -logits.log_softmax(-1).gather(2, answer[:, :, None]).squeeze(2).mean(0)
-    acc = (logits.argmax(-1) == answer).float().mean(0)
+    acc, _, ce = answer_scores(t.stage_logits(a, b, removed), t.task.true_answer(a, b))  # float, no autocast
     return t.step, t.task.cot_len - removed, ce.tolist(), acc.tolist()
 
 

@@ -22,7 +22,6 @@ from stage_loss import load_run
 
 from mulinterp.arithmetic import ground_truth
 from mulinterp.circuits.probes import regression_scores, ridge_fit, ridge_predict
-from mulinterp.training.data import remove_cot
 
 SITES = ("blocks.0.hook_resid_mid", "blocks.0.hook_resid_post", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post")
 LABELS = ("L0 attn", "L0 mlp", "L1 attn", "L1 mlp")
@@ -30,9 +29,8 @@ LABELS = ("L0 attn", "L0 mlp", "L1 attn", "L1 mlp")
 
 def residuals(trainer, a, b, k: int) -> torch.Tensor:
     """[site, problem, d_model] at the position that predicts c_k."""
-    task, removed = trainer.task, trainer.removed_now()
-    tokens, start = remove_cot(task.encode(a, b, "cot"), task, torch.full_like(a, removed))
-    pos = start + k
+    tokens, answer_pos = trainer.stage_tokens(a, b, trainer.removed_now())
+    pos = answer_pos[:, k]
     out = []
     with torch.no_grad():
         for part, p in zip(tokens.split(500), pos.split(500)):

@@ -28,7 +28,7 @@ def state_of(model) -> dict[str, torch.Tensor]:
 
 def widened(model, preset: str, seed: int = 1, fresh: bool = False):
     wide = build_model(TASK, preset)
-    init = {k: v.detach() for k, v in build_model(TASK, preset, seed=seed + 1).state_dict().items()} if fresh else None
+    init = build_model(TASK, preset, seed=seed + 1).state_dict() if fresh else None
     wide.load_state_dict(
         widen_state_dict(state_of(model), get_preset("tiny"), get_preset(preset), seed=seed, fresh=init)
     )

@@ -530,7 +530,7 @@ def widen(
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     init = None
     if fresh:
-        init = {k: v.detach() for k, v in build_model(cfg.task, new, seed=seed).state_dict().items()}
+        init = build_model(cfg.task, new, seed=seed).state_dict()
     out = {f"model.{k}": v for k, v in widen_state_dict(model, old, new, seed=seed, fresh=init).items()}
     probe_rng = torch.Generator().manual_seed(seed + 1)
     for k, v in tensors.items():

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
@@ -49,6 +49,17 @@ from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
 from mulinterp.training.data import make_batch, remove_cot, scheduled_removal
+
+
+def answer_scores(
+    logits: Float[Tensor, "batch n_c d_vocab"], truth: Int[Tensor, "batch n_c"]
+) -> tuple[Float[Tensor, " n_c"], Float[Tensor, ""], Float[Tensor, " n_c"]]:
+    """Teacher-forced answer logits scored against the true digits: accuracy per digit, exact
+    match (every digit right) and cross-entropy per digit (nats; ln 10 = 2.303 is chance)."""
+    logits = logits.float()
+    ok = logits.argmax(-1) == truth
+    loss = -logits.log_softmax(-1).gather(-1, truth[..., None])[..., 0].mean(0)
+    return ok.float().mean(0), ok.all(1).float().mean(), loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -265,13 +276,11 @@ class Trainer:
         """
         a, b = self.mon_a, self.mon_b
         with self._autocast():
-            logits = self.stage_logits(a, b, removed).float()
-        truth = self.task.true_answer(a, b)
-        ok = logits.argmax(-1) == truth
-        loss = -logits.log_softmax(-1).gather(-1, truth[..., None])[..., 0].mean(0)
+            logits = self.stage_logits(a, b, removed)
+        acc, exact, loss = answer_scores(logits, self.task.true_answer(a, b))
         return {
-            "stage_digit_acc": [round(float(x), 4) for x in ok.float().mean(0)],
-            "stage_exact": round(float(ok.all(1).float().mean()), 4),
+            "stage_digit_acc": [round(float(x), 4) for x in acc],
+            "stage_exact": round(float(exact), 4),
             "stage_digit_loss": [round(float(x), 4) for x in loss],
         }
 
@@ -281,8 +290,7 @@ class Trainer:
         """Logits at the answer positions of problems (a, b) in the CoT layout with ``removed``
         tokens gone (no random offset), answer digits teacher-forced; ``chunk`` problems per
         forward pass, in eval mode (restored to train mode after)."""
-        tokens, start = remove_cot(self.task.encode(a, b, "cot"), self.task, torch.full_like(a, removed))
-        idx = start[:, None] + torch.arange(self.task.n_c, device=self.device)
+        tokens, idx = self.stage_tokens(a, b, removed)
         self.net.eval()
         try:
             with torch.no_grad():
@@ -290,6 +298,14 @@ class Trainer:
         finally:
             self.net.train()
         return torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1]))
+
+    def stage_tokens(
+        self, a: torch.Tensor, b: torch.Tensor, removed: int
+    ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, "batch n_c"]]:
+        """Problems (a, b) in the CoT layout with ``removed`` tokens gone (no random offset), and
+        for each the positions whose next-token prediction is c_0 … c_{n_c−1}."""
+        tokens, start = remove_cot(self.task.encode(a, b, "cot"), self.task, torch.full_like(a, removed))
+        return tokens, start[:, None] + torch.arange(self.task.n_c, device=start.device)
 
     @property
     def device_name(self) -> str:
