@@ -103,10 +103,9 @@ def main() -> None:
     digits += [(f"a{i}b{j} mod 10", gt.partial_products[:, i, j] % 10) for i, j in pairs]
     rows = [(name, class_acc(x, y, n_fit), cot_source(t, a, b, y)) for name, y in digits]
     a_d, b_d = to_digits(a, t.task.n_a), to_digits(b, t.task.n_b)
-    rows += [
-        (f"a{i}b{j} (R²)", r2(x, gt.partial_products[:, i, j], n_fit), f"digits alone {digits_only_r2(a_d[:, i], b_d[:, j], n_fit):.2f}")
-        for i, j in pairs
-    ]
+    for i, j in pairs:
+        alone = digits_only_r2(a_d[:, i], b_d[:, j], n_fit)
+        rows.append((f"a{i}b{j} (R²)", r2(x, gt.partial_products[:, i, j], n_fit), f"digits alone {alone:.2f}"))
     rows.append((f"ĉ{k} (R²)", r2(x, gt.c_hat[:, k], n_fit), ""))
     left = t.task.cot_len - removed(t)
     print(f"{args.run}, step {t.step}, {left} CoT tokens left: position predicting c{k}, {args.n} val problems")
