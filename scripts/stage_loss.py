@@ -1,13 +1,20 @@
-"""Cross-entropy and accuracy per answer digit of campaign ICoT runs *at their removal stage*.
+"""Cross-entropy and accuracy per answer digit of campaign runs *at their removal stage*.
 
     python scripts/stage_loss.py icot-4x4-d64-g85 icot-4x4-d64-g85-lr1e3 [--n 4096] [--seed 123]
+    python scripts/stage_loss.py aux-4x4-d128 aux-4x4-d128-nx1 --nx1
 
 The telemetry's stage accuracy uses 512 monitor problems and moves by ± 2 points from row to
 row; at a stage where one digit is learned slowly (c2 with 14 CoT tokens left, session 5) the
 cross-entropy on more problems shows the trend earlier. Reads each run's latest resume file
 (a copy, in a scratch folder: loading a resume file trims the telemetry beside it), so it can
 run while the campaign trains; val-split problems, CoT layout with the run's removed tokens
-gone, answer digits teacher-forced.
+gone (the plain layout for an aux or SFT run), answer digits teacher-forced.
+
+``--nx1`` scores n×1 problems instead (one operand d·10^j, drawn by
+``mulinterp.training.data.nx1_operands`` from the val problems' seed): what an ``nx1_share`` run
+trains on, where c_k depends on a single partial product. Most such operands have leading zeros
+and lie outside every split, so this measures what the run learned from them, not a held-out
+accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 import torch
 
 from mulinterp.training import TrainConfig, Trainer
+from mulinterp.training.data import nx1_operands
 from mulinterp.training.loop import answer_scores
 
 
@@ -35,12 +43,19 @@ def load_run(run: Path) -> Trainer:
     return t
 
 
-def stage_loss(run: Path, n: int, seed: int) -> tuple[int, int, list[float], list[float]]:
+def removed(trainer: Trainer) -> int:
+    """CoT tokens gone at the run's stage: all of them for an aux or SFT run (plain layout)."""
+    return trainer.removed_now() if trainer.cfg.regime == "icot" else trainer.task.cot_len
+
+
+def stage_loss(run: Path, n: int, seed: int, nx1: bool = False) -> tuple[int, int, list[float], list[float]]:
     t = load_run(run)
-    removed = t.removed_now()
+    gone = removed(t)
     a, b = t.task.sample(n, "val", seed=seed)
-    acc, _, ce = answer_scores(t.stage_logits(a, b, removed), t.task.true_answer(a, b))  # float, no autocast
-    return t.step, t.task.cot_len - removed, ce.tolist(), acc.tolist()
+    if nx1:
+        a, b = nx1_operands(t.task, a, b, 1.0, torch.Generator().manual_seed(seed))
+    acc, _, ce = answer_scores(t.stage_logits(a, b, gone), t.task.true_answer(a, b))  # float, no autocast
+    return t.step, t.task.cot_len - gone, ce.tolist(), acc.tolist()
 
 
 def main() -> None:
@@ -49,11 +64,12 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("runs"))
     p.add_argument("--n", type=int, default=4096, help="val problems (default 4096)")
     p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--nx1", action="store_true", help="n×1 problems (one operand d·10^j) instead of val ones")
     args = p.parse_args()
     torch.set_num_threads(1)
     for name in args.runs:
-        step, left, ce, acc = stage_loss(args.root / name, args.n, args.seed)
-        print(f"{name}: step {step}, {left} CoT tokens left")
+        step, left, ce, acc = stage_loss(args.root / name, args.n, args.seed, args.nx1)
+        print(f"{name}: step {step}, {left} CoT tokens left" + (", n×1 problems" if args.nx1 else ""))
         print("  CE  " + " ".join(f"{x:.3f}" for x in ce))
         print("  acc " + " ".join(f"{x:.3f}" for x in acc))
 

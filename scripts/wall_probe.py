@@ -24,18 +24,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from stage_loss import load_run
+from stage_loss import load_run, removed
 
 from mulinterp.arithmetic import ground_truth, to_digits
 from mulinterp.circuits.probes import regression_scores, ridge_fit, ridge_predict
 
 SITES = ("blocks.0.hook_resid_mid", "blocks.0.hook_resid_post", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post")
 LABELS = ("L0 attn", "L0 mlp", "L1 attn", "L1 mlp")
-
-
-def removed(trainer) -> int:
-    """CoT tokens gone at the run's stage: all of them for an aux or SFT run (plain layout)."""
-    return trainer.removed_now() if trainer.cfg.regime == "icot" else trainer.task.cot_len
 
 
 def residuals(trainer, a, b, k: int) -> torch.Tensor:
