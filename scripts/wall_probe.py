@@ -1,15 +1,16 @@
-"""What an ICoT run at a wall already computes for the stuck digit: linear probes at its position.
+"""What a run at a wall already computes for the stuck digit: linear probes at its position.
 
     python scripts/wall_probe.py icot-4x4-d64-g85-lr1e3 --digit 3 [--n 6000] [--seed 11]
+    python scripts/wall_probe.py aux-4x4-d128 --digit 3
 
-At the stage where an answer digit c_k sits at chance, this reads the residual stream at the
-position that predicts c_k (CoT layout with the run's removed tokens gone, val problems; the
-plain layout for an aux or SFT run) after
-each attention and MLP sub-layer, and fits linear probes on 75 % of the problems, scored on the
-rest: one-vs-rest ridge classifiers (chance .10) for c_k, the diagonal sum s_k mod 10, the carry
-into k (mod 10), and each partial product a_i·b_j with i + j = k (mod 10); and ridge regression
-(R²) for each a_i·b_j and for ĉ_k. Run on the digit the model learned last as a reference: a
-digit it computes shows its partial products at the position (session 7, campaign.md).
+Where an answer digit c_k sits at chance, this reads the residual stream at the position that
+predicts c_k (val problems; an ICoT run's CoT layout with its removed tokens gone, the plain
+layout for an aux or SFT run) after each attention and MLP sub-layer, and fits linear probes on
+75 % of the problems, scored on the rest: one-vs-rest ridge classifiers (chance .10) for c_k,
+the diagonal sum s_k mod 10, the carry into k (mod 10), and each partial product a_i·b_j with
+i + j = k (mod 10); and ridge regression (R²) for each a_i·b_j and for ĉ_k. Run on the digit
+the model learned last as a reference: a digit it computes shows its partial products at the
+position (sessions 7 and 9, campaign.md).
 
 A digit target that equals one of the CoT tokens still left at the stage, on every problem, is
 marked ``= cotT`` (T counts from the first token left): the model can copy it by attention, so
