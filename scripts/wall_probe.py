@@ -62,10 +62,14 @@ def r2(x: torch.Tensor, y: torch.Tensor, n_fit: int) -> torch.Tensor:
     return regression_scores(ridge_predict(x[:, n_fit:], w, b), yy[:, n_fit:])[1]
 
 
-def cot_source(trainer, a, b, y: torch.Tensor) -> str:
-    """``"= cotT"`` if the digit target ``y`` [problem] equals the T-th CoT token left at the
-    stage on every problem, else ``""``."""
-    left = trainer.task.cot_tokens(a, b)[:, removed(trainer) :]  # [problem, left]
+def cot_left(trainer, a, b) -> torch.Tensor:
+    """[problem, left]: the CoT tokens still there at the run's stage (none for aux or SFT)."""
+    return trainer.task.cot_tokens(a, b)[:, removed(trainer) :]
+
+
+def cot_source(left: torch.Tensor, y: torch.Tensor) -> str:
+    """``"= cotT"`` if the digit target ``y`` [problem] equals the T-th of the CoT tokens
+    ``left`` [problem, left] on every problem, else ``""``."""
     same = (left == y[:, None]).all(0).nonzero().flatten().tolist()
     return f"= cot{same[0]}" if same else ""
 
@@ -97,14 +101,16 @@ def main() -> None:
     pairs = [(i, k - i) for i in range(t.task.n_a) if 0 <= k - i < t.task.n_b]
     digits = [(f"c{k}", gt.c[:, k]), (f"s{k} mod 10", gt.s[:, k] % 10), (f"carry into {k} mod 10", carry_in % 10)]
     digits += [(f"a{i}b{j} mod 10", gt.partial_products[:, i, j] % 10) for i, j in pairs]
-    rows = [(name, class_acc(x, y, n_fit), cot_source(t, a, b, y)) for name, y in digits]
+    left = cot_left(t, a, b)
+    rows = [(name, class_acc(x, y, n_fit), cot_source(left, y)) for name, y in digits]
     a_d, b_d = to_digits(a, t.task.n_a), to_digits(b, t.task.n_b)
     for i, j in pairs:
         alone = digits_only_r2(a_d[:, i], b_d[:, j], n_fit)
         rows.append((f"a{i}b{j} (R²)", r2(x, gt.partial_products[:, i, j], n_fit), f"digits alone {alone:.2f}"))
     rows.append((f"ĉ{k} (R²)", r2(x, gt.c_hat[:, k], n_fit), ""))
-    left = t.task.cot_len - removed(t)
-    print(f"{args.run}, step {t.step}, {left} CoT tokens left: position predicting c{k}, {args.n} val problems")
+    print(
+        f"{args.run}, step {t.step}, {left.shape[1]} CoT tokens left: position predicting c{k}, {args.n} val problems"
+    )
     print(f"held-out accuracy (chance .10) or R², after each sub-layer (seed {args.seed})")
     print(f"{'':<20}" + "".join(f"{s:>9}" for s in LABELS))
     for name, v, source in rows:
