@@ -418,16 +418,19 @@ def bundled_sets(manifest: dict[str, dict[str, JSONValue]] | None = None) -> lis
 
 
 def best_bundled_set(manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:
-    """The set that meets the most bars, the larger task on a tie.
+    """The set that meets the most bars; on a tie the one whose ICoT learned, then the larger task.
 
     So a set that meets all three wins, and while none does, a set whose ICoT and aux models
     learned the task is preferred to a larger one whose models collapsed (a 3×3 set with SFT
     above its bar still shows learned mechanisms; a 4×4 set that meets only SFT's bar does not).
+    ICoT breaks a tie because the paper reads the mechanism (pair heads, the cache/retrieve DAG,
+    ĉ in layer 2) from ICoT: a 3×3 set with ICoT and aux learned beats a 4×4 set with SFT and
+    aux at their bars but ICoT collapsed (the state after session 10).
     """
     sets = bundled_sets(manifest)  # larger tasks first; max keeps the first of equals
     if not sets:
         raise ValueError("no complete set of bundled models (sft-, icot- and aux- of one task); reinstall mulinterp")
-    return max(sets, key=lambda s: s.bars_met)
+    return max(sets, key=lambda s: (s.bars_met, meets_bar("icot", s.exact["icot"])))
 
 
 def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:

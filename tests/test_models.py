@@ -114,8 +114,14 @@ def test_bundled_sets_and_their_bars():
     assert (
         best.digits == "3x3" and best.bars_met == 2 and "does NOT meet the bars (misses sft < 5 %)" in best.describe()
     )
-    manifest["aux-3x3"] = entry(0.94)  # a tie (1 bar each): the larger task
+    manifest["aux-3x3"] = entry(0.94)  # a tie (1 bar each), one ICoT learned: that set
+    assert best_bundled_set(manifest).digits == "3x3" and best_bundled_set(manifest).bars_met == 1
+    manifest["icot-3x3"] = entry(0.5)  # a tie (1 bar each), no ICoT learned: the larger task
+    manifest["sft-3x3"] = entry(0.002)
     assert best_bundled_set(manifest).digits == "4x4" and best_bundled_set(manifest).bars_met == 1
+    manifest.update({"aux-4x4": entry(0.996), "icot-3x3": entry(0.999), "aux-3x3": entry(0.99)})
+    manifest["sft-3x3"] = entry(0.32)  # today's manifest: 2 bars each, the 3x3 ICoT learned
+    assert best_bundled_set(manifest).digits == "3x3"
     assert meets_bar("sft", 0.049) and not meets_bar("sft", BARS["sft"]) and meets_bar("icot", 0.99)
     with pytest.raises(ValueError, match="no complete bundled set for 2x2"):
         bundled_set("2x2", manifest)
