@@ -430,7 +430,7 @@ def best_bundled_set(manifest: dict[str, dict[str, JSONValue]] | None = None) ->
     sets = bundled_sets(manifest)  # larger tasks first; max keeps the first of equals
     if not sets:
         raise ValueError("no complete set of bundled models (sft-, icot- and aux- of one task); reinstall mulinterp")
-    return max(sets, key=lambda s: (s.bars_met, meets_bar("icot", s.exact["icot"])))
+    return max(sets, key=lambda s: (s.bars_met, s.mechanism_regime == "icot"))
 
 
 def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:
