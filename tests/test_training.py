@@ -128,9 +128,10 @@ def test_bad_configs_and_resume_mismatch(tmp_path):
 
 
 @pytest.mark.parametrize("cpu_bf16", [False, True])
-def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path):
+def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path, monkeypatch):
     from mulinterp.training import Trainer
 
+    monkeypatch.setattr("mulinterp.training.loop.cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     trainer = Trainer(tiny_cfg(regime="sft", steps=5, cpu_bf16=cpu_bf16), tmp_path / "m.safetensors")
     tokens = trainer.task.encode(*trainer.task.sample(4, "train", seed=0), "plain")
     with trainer._autocast():
@@ -139,6 +140,34 @@ def test_cpu_bf16_is_opt_in_and_trains(cpu_bf16, tmp_path):
     m = trainer.run(progress=False)
     assert all(torch.isfinite(v).all() for v in m.model.state_dict().values())
     assert all(v.dtype == torch.float32 for v in trainer.net.parameters())  # master weights stay fp32
+
+
+def test_cpu_bf16_falls_back_to_fp32_where_the_cpu_emulates_it(tmp_path, monkeypatch, capsys):
+    from mulinterp.training import Trainer
+
+    monkeypatch.setattr("mulinterp.training.loop.cpu_flags", lambda: frozenset({"avx", "avx2"}))
+    trainer = Trainer(tiny_cfg(regime="sft", steps=2, cpu_bf16=True), tmp_path / "m.safetensors")
+    assert "training in fp32" in capsys.readouterr().err
+    tokens = trainer.task.encode(*trainer.task.sample(4, "train", seed=0), "plain")
+    with trainer._autocast():
+        assert trainer.net(tokens).dtype == torch.float32
+
+
+def test_cpu_flags_and_the_bf16_decision(tmp_path):
+    from mulinterp.training.precision import cpu_flags, resolve_cpu_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}  # the first CPU's line
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert "bf16" in cpu_flags(info)
+    assert cpu_flags(tmp_path / "absent") is None
+    assert resolve_cpu_bf16(True, frozenset({"amx_bf16"})) == (True, None)
+    assert resolve_cpu_bf16(True, frozenset({"bf16"})) == (True, None)  # ARM
+    use, note = resolve_cpu_bf16(True, frozenset({"avx2"}))
+    assert not use and "fp32" in note
+    assert resolve_cpu_bf16(True, None) == (True, None)  # unreadable flags: the request stands
+    assert resolve_cpu_bf16(False, frozenset({"amx_bf16"})) == (False, None)
 
 
 def test_evaluation_splits_by_commuted_twin():

@@ -168,7 +168,7 @@ def register(sub) -> None:
         "--cpu-bf16",
         action="store_true",
         default=None,
-        help="bf16 autocast on CPU (faster where the CPU has AVX512-BF16/AMX, slower elsewhere)",
+        help="bf16 autocast on CPU where the CPU has AVX512-BF16/AMX (faster there); ignored, with a note, on CPUs that would emulate it",
     )
     p.add_argument("--remove-per-epoch", type=float, help="icot: CoT tokens removed per epoch of examples")
     p.add_argument("--epoch-size", type=int, help="icot: examples per epoch-equivalent")

@@ -69,7 +69,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
     # bf16 autocast on CPU too. Off by default: 1.5–1.9× faster on CPUs with AVX512-BF16/AMX
-    # (measured: docs/benchmarks.md), but emulated, hence slower, on CPUs without them.
+    # (measured: docs/benchmarks.md), about 10× slower where emulated, so the trainer honours it
+    # only on a CPU with native bf16 and trains in fp32 elsewhere (training/precision.py).
     cpu_bf16: bool = False
     compile: bool = False
     # stop (checkpointed) once the periodic validation (eval_n problems) reaches this exact match

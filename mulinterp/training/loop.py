@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ from mulinterp.task import MulTask
 from mulinterp.training.aux import RunningSumProbe
 from mulinterp.training.config import TrainConfig
 from mulinterp.training.data import make_batch, remove_cot, scheduled_removal
+from mulinterp.training.precision import cpu_flags, resolve_cpu_bf16
 
 
 def answer_scores(
@@ -81,6 +83,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(os.cpu_count() or 1)
+        self.cpu_bf16, note = resolve_cpu_bf16(cfg.cpu_bf16, cpu_flags())
+        if note and self.device.type == "cpu":
+            print(note, file=sys.stderr)
         self.spec = get_preset(cfg.preset)
         self.model = build_model(self.task, self.spec, seed=cfg.seed, device=self.device)
         self.net = self.model.original_model  # the plain nn.Module the bridge wraps (same tensors)
@@ -149,7 +154,7 @@ class Trainer:
         )
 
     def _autocast(self):
-        enabled = self.cfg.amp if self.device.type == "cuda" else self.cfg.cpu_bf16
+        enabled = self.cfg.amp if self.device.type == "cuda" else self.cpu_bf16
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def removed_now(self) -> int:
