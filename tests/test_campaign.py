@@ -174,6 +174,7 @@ def test_campaign_runs_in_priority_order_and_records_sessions(tmp_path):
         assert st["step"] == 20 and st["wall_by_device"]["cpu"] > 0
         (session,) = [json.loads(x) for x in (root / name / "sessions.jsonl").read_text().splitlines()]
         assert session["step_from"] == 0 and session["step_to"] == 20 and session["exit"] == 0
+        assert isinstance(session["cpu_native_bf16"], bool)  # explains a CPU session's speed
     assert not (root / "c" / "model.safetensors").exists()
     assert "nothing to train" in _run_quietly(root)
     out = io.StringIO()  # a budget shorter than one slice starts nothing, and says so
