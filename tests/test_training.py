@@ -147,7 +147,7 @@ def test_cpu_bf16_falls_back_to_fp32_where_the_cpu_emulates_it(tmp_path, monkeyp
 
     monkeypatch.setattr("mulinterp.training.loop.cpu_flags", lambda: frozenset({"avx", "avx2"}))
     trainer = Trainer(tiny_cfg(regime="sft", steps=2, cpu_bf16=True), tmp_path / "m.safetensors")
-    assert "training in fp32" in capsys.readouterr().err
+    assert "computing in fp32" in capsys.readouterr().err
     tokens = trainer.task.encode(*trainer.task.sample(4, "train", seed=0), "plain")
     with trainer._autocast():
         assert trainer.net(tokens).dtype == torch.float32

@@ -42,5 +42,5 @@ def resolve_cpu_bf16(requested: bool, flags: frozenset[str] | None) -> tuple[boo
         return True, None
     return False, (
         "cpu_bf16 asked for, but this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag), "
-        "where bf16 autocast is ~10x slower: training in fp32"
+        "where bf16 autocast is ~10x slower: computing in fp32"
     )
