@@ -19,6 +19,7 @@ from mulinterp.cli import main
 from mulinterp.models import load, resume_path, telemetry_path
 from mulinterp.training import TrainConfig, train
 from mulinterp.training.campaign import Campaign, cooldown, fork, parse_recipe_changes, run_campaign, widen
+from mulinterp.training.lineage import lineage
 from mulinterp.training.loop import Trainer
 from mulinterp.training.promotion import README_BEGIN, README_END, bundled_table, promote, update_readme
 
@@ -450,3 +451,40 @@ def test_campaign_cli_status_and_bad_input(tmp_path, capsys):
     assert "every entry of runs needs a name" in capsys.readouterr().err
     assert main(["campaign", "--root", str(root), "promote", "x.safetensors", "--as", "sft-2x2", "--force"]) == 2
     assert "--reason" in capsys.readouterr().err
+
+
+def test_lineage_follows_forks_and_widenings_and_lands_in_the_manifest(tmp_path, capsys):
+    root = make_campaign(
+        tmp_path / "runs", {"a": {}, "b": {"nx1_share": 0.25}, "c": {"nx1_share": 0.25, "preset": "small"}}
+    )
+    spec = json.loads((root / "campaign.json").read_text())
+    spec["runs"][1]["forked_from"] = "a@20"
+    spec["runs"][2] |= {"widened_from": "b@50", "fresh_units": True}
+    (root / "campaign.json").write_text(json.dumps(spec))
+    chain = lineage(root, "c")
+    assert [(s["run"], s["began"], s["parent"], s["at_step"], s["until_step"]) for s in chain] == [
+        ("a", "scratch", None, 0, 20),
+        ("b", "fork", "a", 20, 50),
+        ("c", "widen (fresh units)", "b", 50, None),
+    ]
+    assert chain[0]["recipe"]["nx1_share"] == 0.0 and chain[0]["recipe"]["regime"] == "sft"  # the whole recipe
+    assert chain[1]["recipe"] == {"nx1_share": 0.25} and chain[2]["recipe"] == {"preset": "small"}  # what changed
+    assert main(["campaign", "--root", str(root), "lineage", "c"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "b: fork of a at step 20 → step 50; changed nx1_share=0.25"
+    assert out[2] == "c: widen (fresh units) of b at step 50 → its latest state; changed preset=small"
+    assert main(["campaign", "--root", str(root), "lineage", "nope"]) == 2
+    assert "'nope' is not listed" in capsys.readouterr().err
+    spec["runs"][0]["forked_from"] = "c@10"  # a cycle is one clear error, not a hang
+    (root / "campaign.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="cycle"):
+        lineage(root, "c")
+    spec["runs"][0].pop("forked_from")
+    (root / "campaign.json").write_text(json.dumps(spec))
+    # a checkpoint promoted from a campaign run folder carries its lineage into the manifest
+    train(tiny(steps=2, regime="sft", nx1_share=0.25), root / "b" / "model.safetensors", progress=False)
+    (tmp_path / "ck").mkdir()
+    entry = promote(root / "b" / "model.safetensors", "sft-2x2", n=100, checkpoint_dir=tmp_path / "ck")
+    assert [s["run"] for s in entry["lineage"]] == ["a", "b"]
+    manifest = json.loads((tmp_path / "ck" / "manifest.json").read_text())
+    assert manifest["sft-2x2"]["lineage"][1]["recipe"] == {"nx1_share": 0.25}

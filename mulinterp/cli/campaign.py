@@ -177,6 +177,17 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_lineage(args) -> int:
+    from mulinterp.training.lineage import lineage, lineage_lines
+
+    chain = lineage(args.root, args.run)
+    if args.json:
+        emit_json(chain)
+    else:
+        print("\n".join(lineage_lines(chain)))
+    return 0
+
+
 def cmd_readme(args) -> int:
     from mulinterp.training.promotion import bundled_table, update_readme
 
@@ -190,11 +201,11 @@ def cmd_readme(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "campaign",
-        help="the training campaign: status, run, fork, widen, curve, cooldown, promote",
+        help="the training campaign: status, run, fork, widen, curve, lineage, cooldown, promote",
         description="Resumable training runs kept in a folder (default runs/, one sub-folder per run, "
         "listed in runs/campaign.json in priority order). `status` prints the table without "
         "training; `run` continues the unfinished runs in the background of a session; `fork` "
-        "continues a run under a changed recipe; `widen` continues it at a wider preset; `curve` prints or draws a run's accuracy over training; `cooldown` "
+        "continues a run under a changed recipe; `widen` continues it at a wider preset; `curve` prints or draws a run's accuracy over training; `lineage` lists the forks and widenings behind a run; `cooldown` "
         "branches a run with a decaying learning rate; `promote` bundles a checkpoint that beats the "
         "bundled model of its name. See docs/training-runs/campaign.md.",
     )
@@ -305,6 +316,18 @@ def register(sub) -> None:
     q.add_argument("--reason", help="why (recorded in the manifest; required with --force)")
     q.add_argument("--readme", type=Path, help="also regenerate the bundled-models table in this README")
     q.set_defaults(func=cmd_promote)
+
+    q = csub.add_parser(
+        "lineage",
+        help="the forks and widenings behind a run, oldest first, with the recipe keys each changed",
+        description="Print RUN's chain of runs (campaign.json's forked_from / widened_from), oldest "
+        "first: how each segment began, at which step of its parent, until which step, and the recipe "
+        "keys it changed (the first segment's whole recipe). A run's own recipe says only how its last "
+        "segment was trained; `promote` keeps this chain in the manifest.",
+    )
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("--json", action="store_true", help="the chain as JSON")
+    q.set_defaults(func=cmd_lineage)
 
     q = csub.add_parser("readme", help="regenerate the README's bundled-models table from the manifest")
     q.add_argument("--readme", type=Path, default=Path("README.md"))
