@@ -247,7 +247,8 @@ class _Painter:
         im = ax.imshow(z, aspect="auto", origin="lower", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         for axis, labels, n in (("x", t.x, z.shape[1]), ("y", t.y, z.shape[0])):
             labels = list(labels) if labels is not None else list(range(n))
-            step = max(1, int(np.ceil(len(labels) / 30)))
+            wide = max((len(_tick_label(v)) for v in labels), default=0) > 4  # e.g. training steps
+            step = max(1, int(np.ceil(len(labels) / (12 if wide else 30))))
             ticks = list(range(0, min(n, len(labels)), step))
             getattr(ax, f"set_{axis}ticks")(ticks, [_tick_label(labels[k]) for k in ticks])
         if t.x is not None and z.shape[1] > 8 and max(len(_tick_label(v)) for v in t.x) > 2:
