@@ -300,7 +300,7 @@ notebook(
         (
             "md",
             "**Caveat** (see docs/results-circuits2.md): random edges of the same *number* are lighter than DAG "
-            "edges; `control='mass'` draws random edges by attention weight and is the fairer control.",
+            "edges; `control='mass'` draws random edges by attention weight until they carry the DAG's mass, the fairer control.",
         ),
     ],
 )

@@ -22,10 +22,11 @@ dependency SFT never builds. Drawing the graph makes the claim concrete; *knocki
 tests it: set exactly those attention weights to zero (renormalising each row, so the head
 still reads *something*), decode greedily, and compare with knocking out as many random
 edges that are **not** in the DAG (several seeded draws). If the DAG is the circuit, the
-first hurts far more than the second. The control matches the *number* of edges, not the
-attention *mass* they carry — DAG edges are heavy by construction (≥ threshold), random ones
-light — so :class:`KnockoutResult` reports both masses, and ``control="mass"`` draws the
-random edges in proportion to their weight (SEP, self and sink edges included) instead.
+first hurts far more than the second. The default control matches the *number* of edges, not
+the attention *mass* they carry — DAG edges are heavy by construction (≥ threshold), random ones
+light — so :class:`KnockoutResult` reports both masses, and ``control="mass"`` matches the
+mass instead: it draws non-DAG edges in proportion to their weight (SEP, self and sink edges
+included) until they carry as much mean attention as the DAG's edges.
 
 **Intuition.** Mean attention over problems is a coarse summary: a head that attends to
 ``a_{i}`` only when ``b_j`` is large averages to a weak edge. The threshold trades
@@ -301,13 +302,17 @@ class KnockoutResult:
 
 
 def control_edges(dag: AttentionDAG, n_draws: int, seed: int = 0, control: str = "count") -> list[list[EdgeKey]]:
-    """``n_draws`` seeded sets of as many non-DAG edges as the DAG has attention edges.
+    """``n_draws`` seeded sets of non-DAG edges to cut as a control for cutting the DAG.
 
-    ``control="count"``: uniformly among the candidate edges (:func:`candidate_edges`) not in
-    the DAG — equal in number, but light, since everything heavy is in the DAG.
-    ``control="mass"``: among *all* causal edges from answer timesteps not in the DAG (keys
-    that are no node included: ``SEP``, ``*``, the timestep itself), drawn with probability
-    proportional to their mean weight — the harder control, heavy edges that are not the DAG.
+    ``control="count"``: as many edges as the DAG has attention edges, uniformly among the
+    candidate edges (:func:`candidate_edges`) not in the DAG — equal in number, but light,
+    since everything heavy is in the DAG.
+    ``control="mass"``: equal in attention mass. Among *all* causal edges from answer
+    timesteps not in the DAG (keys that are no node included: ``SEP``, ``*``, the timestep
+    itself), drawn without replacement with probability proportional to their mean weight,
+    until the drawn edges' summed mean weight reaches the DAG edges' (the last edge drawn
+    crosses it; the whole pool if it carries less). The harder control: heavy edges that are
+    not the DAG, as much attention removed as the DAG cut removes.
     """
     in_dag = dag.edge_keys()
     k = len(in_dag)
@@ -328,14 +333,17 @@ def control_edges(dag: AttentionDAG, n_draws: int, seed: int = 0, control: str =
         for p in range(start + kk + 1)
         if (l, h, start + kk, p) not in in_dag
     ]
-    k = min(k, len(pool))
-    if k == 0:  # a DAG without attention edges: nothing to match (multinomial refuses to draw 0)
+    if k == 0 or not pool:  # a DAG without attention edges: nothing to match
         return [[] for _ in range(n_draws)]
+    target = sum(float(dag.pattern[e]) for e in in_dag)
     weight = torch.tensor([float(dag.pattern[e]) for e in pool]).clamp_min(1e-12)
-    return [
-        [pool[i] for i in torch.multinomial(weight, k, replacement=False, generator=gen).tolist()]
-        for _ in range(n_draws)
-    ]
+    draws = []
+    for _ in range(n_draws):
+        order = torch.multinomial(weight, len(pool), replacement=False, generator=gen)  # a weighted shuffle
+        reached = torch.cumsum(weight[order], 0) >= target
+        n_cut = int(reached.float().argmax()) + 1 if bool(reached.any()) else len(pool)
+        draws.append([pool[i] for i in order[:n_cut].tolist()])
+    return draws
 
 
 @torch.no_grad()
@@ -374,7 +382,9 @@ def knockout(
     return KnockoutResult(
         clean=score(clean_pred, true, "clean"),
         dag=score(dag_pred, true, f"{len(dag_edges)} DAG edges cut"),
-        random=[score(p, true, f"{len(dag_edges)} random non-DAG edges cut ({control} control)") for p in rand_preds],
+        random=[
+            score(p, true, f"{len(d)} random non-DAG edges cut ({control} control)") for p, d in zip(rand_preds, draws)
+        ],
         n_edges=len(dag_edges),
         dag_agreement=agree(dag_pred),
         random_agreement=[agree(p) for p in rand_preds],

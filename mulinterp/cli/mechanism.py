@@ -252,7 +252,7 @@ def register(subparsers) -> None:
         "--control",
         choices=["count", "mass"],
         default="count",
-        help="random edges: uniform among non-DAG node edges (count, default) or weighted by attention (mass)",
+        help="random edges: as many as the DAG has, uniform among non-DAG node edges (count, default), or drawn by attention weight until they carry the DAG's attention mass (mass)",
     )
     p.add_argument("--no-knockout", action="store_true", help="only build the graph")
     p.set_defaults(func=cmd_dag)
