@@ -29,7 +29,8 @@ def lineage(root: str | Path, name: str) -> list[dict[str, Any]]:
     units)``), ``parent`` and ``at_step`` (the parent's step it continued from; 0 from
     scratch), ``until_step`` (where the next segment took over; None for the last) and
     ``recipe`` (the whole recipe, defaults filled in, for the first segment; else the keys
-    that differ from the parent's). Raises ``ValueError`` (one line) for an unknown run, a missing recipe or a cycle.
+    that differ from the parent's). Raises ``ValueError`` (one line) for an unknown run, a
+    missing recipe or a cycle.
     """
     root = Path(root)
     spec_path = root / CAMPAIGN_FILE
