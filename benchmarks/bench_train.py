@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mulinterp.models import build_model
 from mulinterp.task import PAD, MulTask
 from mulinterp.training import TrainConfig, Trainer
-from mulinterp.training.precision import cpu_flags, resolve_cpu_bf16
+from mulinterp.training.precision import cpu_has_native_bf16
 
 
 def reference_examples_per_s(task: MulTask, preset: str, regime: str, steps: int, device: str) -> float:
@@ -118,7 +118,7 @@ def main() -> None:
             f"{regime:>5}: reference-style {ref:,.0f} examples/s; mulinterp {ours:,.0f} examples/s ({ours / ref:.1f}x)"
         )
         # bf16 autocast is opt-in on CPU (--cpu-bf16) and honoured only where it is native; CUDA uses it by default
-        if args.device == "cpu" and resolve_cpu_bf16(True, cpu_flags())[0]:
+        if args.device == "cpu" and cpu_has_native_bf16():
             bf16 = ours_examples_per_s(task, args.preset, regime, ours_steps, args.device, args.batch, cpu_bf16=True)
             line += f"; with --cpu-bf16 {bf16:,.0f} examples/s ({bf16 / ref:.1f}x)"
         elif args.device == "cpu":

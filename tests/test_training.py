@@ -170,6 +170,15 @@ def test_cpu_flags_and_the_bf16_decision(tmp_path):
     assert resolve_cpu_bf16(False, frozenset({"amx_bf16"})) == (False, None)
 
 
+def test_cpu_has_native_bf16_reads_this_machines_flags(monkeypatch):
+    from mulinterp.training import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.cpu_has_native_bf16() is False
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert precision.cpu_has_native_bf16() is True
+
+
 def test_evaluation_splits_by_commuted_twin():
     """An oracle that only knows problems whose twin b × a it was 'trained' on scores 1 and 0."""
     from mulinterp.arithmetic import to_digits

@@ -44,3 +44,9 @@ def resolve_cpu_bf16(requested: bool, flags: frozenset[str] | None) -> tuple[boo
         "cpu_bf16 asked for, but this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag), "
         "where bf16 autocast is ~10x slower: computing in fp32"
     )
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this machine would honour a ``cpu_bf16`` request (True where flags are unreadable,
+    as :func:`resolve_cpu_bf16` does)."""
+    return resolve_cpu_bf16(True, cpu_flags())[0]
