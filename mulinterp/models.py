@@ -370,10 +370,17 @@ def mechanism_regime(icot_exact: float) -> str:
 
 @dataclass(frozen=True)
 class BundledSet:
-    """The three bundled models of one task (``digits`` e.g. ``"3x3"``) and their bars."""
+    """The three bundled models of one task (``digits`` e.g. ``"3x3"``) and their bars.
+
+    A set meets the bars only when its three models also share one width (issue 11: "all three
+    the same width"): an SFT baseline at d512 beside ICoT and aux at d128 shows each model's
+    number but not the paper's controlled contrast, so such a set counts its bars (for choosing
+    the best set) yet says that it mixes widths instead of claiming the bars.
+    """
 
     digits: str
     exact: dict[str, float]  # regime → test exact match recorded in the manifest
+    widths: dict[str, int] = field(default_factory=dict)  # regime → d_model, where the manifest has it
 
     @property
     def names(self) -> dict[str, str]:
@@ -384,8 +391,13 @@ class BundledSet:
         return sum(meets_bar(r, self.exact[r]) for r in SET_REGIMES)
 
     @property
+    def same_width(self) -> bool:
+        """False only when the manifest gives the models different widths."""
+        return len(set(self.widths.values())) <= 1
+
+    @property
     def meets_bars(self) -> bool:
-        return self.bars_met == len(SET_REGIMES)
+        return self.bars_met == len(SET_REGIMES) and self.same_width
 
     @property
     def mechanism_regime(self) -> str:
@@ -399,6 +411,9 @@ class BundledSet:
             for r in SET_REGIMES
             if not meets_bar(r, self.exact[r])
         ]
+        if not self.same_width:
+            widths = ", ".join(f"{r} d{self.widths[r]}" for r in SET_REGIMES if r in self.widths)
+            missed.append(f"one width: {widths}")
         verdict = "meets the bars" if self.meets_bars else f"does NOT meet the bars (misses {', '.join(missed)})"
         return f"the {self.digits} set ({parts}) {verdict}"
 
@@ -411,9 +426,9 @@ def bundled_sets(manifest: dict[str, dict[str, JSONValue]] | None = None) -> lis
     for digits in tasks:
         names = [f"{r}-{digits}" for r in SET_REGIMES]
         if all(n in manifest for n in names):
-            sets.append(
-                BundledSet(digits, {r: float(manifest[n]["test_exact_match"]) for r, n in zip(SET_REGIMES, names)})
-            )
+            exact = {r: float(manifest[n]["test_exact_match"]) for r, n in zip(SET_REGIMES, names)}
+            widths = {r: int(manifest[n]["d_model"]) for r, n in zip(SET_REGIMES, names) if "d_model" in manifest[n]}
+            sets.append(BundledSet(digits, exact, widths))
     return sorted(sets, key=lambda s: tuple(-int(x) for x in s.digits.split("x")))
 
 
@@ -425,12 +440,14 @@ def best_bundled_set(manifest: dict[str, dict[str, JSONValue]] | None = None) ->
     above its bar still shows learned mechanisms; a 4×4 set that meets only SFT's bar does not).
     ICoT breaks a tie because the paper reads the mechanism (pair heads, the cache/retrieve DAG,
     ĉ in layer 2) from ICoT: a 3×3 set with ICoT and aux learned beats a 4×4 set with SFT and
-    aux at their bars but ICoT collapsed (the state after session 10).
+    aux at their bars but ICoT collapsed (the state after session 10). A set that meets the bars
+    at one width comes before all others; one whose models meet their bars at mixed widths
+    still counts three bars against the rest (it shows the contrast, and says it mixes widths).
     """
     sets = bundled_sets(manifest)  # larger tasks first; max keeps the first of equals
     if not sets:
         raise ValueError("no complete set of bundled models (sft-, icot- and aux- of one task); reinstall mulinterp")
-    return max(sets, key=lambda s: (s.bars_met, s.mechanism_regime == "icot"))
+    return max(sets, key=lambda s: (s.meets_bars, s.bars_met, s.mechanism_regime == "icot"))
 
 
 def bundled_set(digits: str, manifest: dict[str, dict[str, JSONValue]] | None = None) -> BundledSet:

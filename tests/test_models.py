@@ -122,6 +122,21 @@ def test_bundled_sets_and_their_bars():
     manifest.update({"aux-4x4": entry(0.996), "icot-3x3": entry(0.999), "aux-3x3": entry(0.99)})
     manifest["sft-3x3"] = entry(0.32)  # today's manifest: 2 bars each, the 3x3 ICoT learned
     assert best_bundled_set(manifest).digits == "3x3"
+    # widths (issue 11: all three the same width): an ICoT promoted at d128 beside the d512 SFT
+    for name, width in [("sft-4x4", 512), ("icot-4x4", 128), ("aux-4x4", 128)] + [
+        (f"{r}-3x3", 64) for r in "sft icot aux".split()
+    ]:
+        manifest[name]["d_model"] = width
+    manifest["icot-4x4"] = {"test_exact_match": 0.996, "d_model": 128}
+    mixed = bundled_set("4x4", manifest)
+    assert mixed.bars_met == 3 and not mixed.same_width and not mixed.meets_bars
+    assert "does NOT meet the bars (misses one width: sft d512, icot d128, aux d128)" in mixed.describe()
+    assert best_bundled_set(manifest).digits == "4x4"  # three model bars beat the 3x3 set's two
+    assert "d64" not in bundled_set("3x3", manifest).describe()  # one width: nothing to say
+    manifest["sft-3x3"] = entry(0.01) | {"d_model": 64}
+    assert best_bundled_set(manifest).digits == "3x3"  # meeting the bars at one width comes first
+    manifest["sft-4x4"] = {"test_exact_match": 0.002, "d_model": 128}
+    assert bundled_set("4x4", manifest).meets_bars and best_bundled_set(manifest).digits == "4x4"
     assert meets_bar("sft", 0.049) and not meets_bar("sft", BARS["sft"]) and meets_bar("icot", 0.99)
     with pytest.raises(ValueError, match="no complete bundled set for 2x2"):
         bundled_set("2x2", manifest)
