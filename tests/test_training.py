@@ -352,6 +352,12 @@ def test_stage_cooldown_factor_and_its_checks():
     factors = [cfg.stage_lr_factor(n) for n in (0, 10, 20, 30, 31, 40, 50, 51)]
     assert factors == pytest.approx([1, 1, 0.55, 0.1, 1 - 0.9 / 20, 0.55, 0.1, 1 - 0.9 / 20])
     assert TrainConfig(regime="icot", removal_gate=0.9).stage_lr_factor(10**6) == 1.0  # off by default
+    # with a rest: down over 20 steps, 5 steps at the full rate, then down again
+    rest = TrainConfig(**{**cfg.to_dict(), "gate_cooldown_rest": 5})
+    factors = [rest.stage_lr_factor(n) for n in (10, 20, 30, 31, 35, 36, 45, 55, 56)]
+    assert factors == pytest.approx([1, 0.55, 0.1, 1, 1, 1 - 0.9 / 20, 0.55, 0.1, 1])
+    with pytest.raises(ValueError, match="gate_cooldown_rest ≥ 0"):
+        TrainConfig(regime="icot", removal_gate=0.9, gate_cooldown_after=10, gate_cooldown_rest=-1)
     with pytest.raises(ValueError, match="needs removal_gate"):
         TrainConfig(regime="icot", gate_cooldown_after=10)
     with pytest.raises(ValueError, match="gate_cooldown_steps > 0"):

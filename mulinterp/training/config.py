@@ -49,6 +49,9 @@ class TrainConfig:
     # (TrainConfig.stage_lr_factor, Trainer.current_lr; docs/training-runs/campaign.md, session 4). None: off
     gate_cooldown_after: int | None = None
     gate_cooldown_steps: int = 1000
+    # full-rate steps between two falls of the per-stage cool-down (0: back to back); session
+    # 15: a stage still being learned keeps most of its steps at the full rate
+    gate_cooldown_rest: int = 0
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
@@ -99,8 +102,11 @@ class TrainConfig:
         if self.gate_cooldown_after is not None:
             if self.removal_gate is None:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
-            if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0:
-                raise ValueError("a per-stage cool-down needs gate_cooldown_after ≥ 0 and gate_cooldown_steps > 0")
+            if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0 or self.gate_cooldown_rest < 0:
+                raise ValueError(
+                    "a per-stage cool-down needs gate_cooldown_after ≥ 0, gate_cooldown_steps > 0 "
+                    "and gate_cooldown_rest ≥ 0"
+                )
         if self.aux_scale is not None and not self.aux_scale > 0:
             raise ValueError(f"aux_scale must be positive (or None: per-position std), got {self.aux_scale}")
         if not 0 <= self.nx1_share < 1:
@@ -149,18 +155,25 @@ class TrainConfig:
     def stage_lr_factor(self, steps_at_stage: int) -> float:
         """The per-stage cool-down's lr multiplier after ``steps_at_stage`` steps at a gated
         stage: 1 until ``gate_cooldown_after``, then linearly down to ``min_lr_frac`` over
-        ``gate_cooldown_steps``, then back to 1 and down again, cycle after cycle (1 when the
-        cool-down is off).
+        ``gate_cooldown_steps``, then back to 1 for ``gate_cooldown_rest`` steps and down
+        again, cycle after cycle (1 when the cool-down is off).
 
         Why a sawtooth and not one ramp to a floor: the lift a lower lr gives near the gate
         comes within a few hundred steps of the fall, and a stage it does not lift far enough
         needs the full rate to learn more. One ramp left icot-4x4-d64-gcd at a hard stage at
         lr 3e-6 for good (session 4: stage 31 at 77 %, where the constant-3e-4 arm also stood
-        at the same number of steps into the stage). The sawtooth itself is not yet measured
-        on a campaign run."""
+        at the same number of steps into the stage). Why a rest between falls: a 600-step fall
+        from 1e-3 lifted icot-4x4-w128f-nx1's stage (8 CoT left) from 78 % to 96 % within 400
+        steps (session 15), while its stages took 1 400–8 200 steps at the full rate to come
+        within reach of the gate; back-to-back falls would halve the rate of a stage that
+        still has that much to learn."""
         if self.gate_cooldown_after is None or steps_at_stage <= self.gate_cooldown_after:
             return 1.0
-        into = (steps_at_stage - self.gate_cooldown_after - 1) % self.gate_cooldown_steps + 1
+        into = (steps_at_stage - self.gate_cooldown_after - 1) % (
+            self.gate_cooldown_steps + self.gate_cooldown_rest
+        ) + 1
+        if into > self.gate_cooldown_steps:
+            return 1.0  # resting at the full rate
         return 1.0 - into / self.gate_cooldown_steps * (1.0 - self.min_lr_frac)
 
     def _base_lr(self, step: int) -> float:
