@@ -343,6 +343,11 @@ def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path):
     row.pop("stage_digit_loss")  # telemetry written before the loss was recorded: no worst digit
     run.telemetry.write_text(json.dumps(row) + "\n")
     assert "worst" not in progress_line(run, 100, time.time() - 10)
+    assert " lr " not in progress_line(run, 100, time.time() - 10)  # no lr recorded: nothing said
+    lr = Campaign.load(root).get("i").recipe().lr
+    for rate, shown in [(lr, False), (lr / 3, True)]:  # the lr is named only while below the recipe's
+        run.telemetry.write_text(json.dumps(row | {"step": 10_000, "lr": rate}) + "\n")
+        assert (f"lr {lr / 3:.1e}" in progress_line(run, 100, time.time() - 10)) is shown
 
 
 def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):
