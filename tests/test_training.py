@@ -356,8 +356,8 @@ def test_stage_cooldown_factor_and_its_checks():
     rest = TrainConfig(**{**cfg.to_dict(), "gate_cooldown_rest": 5})
     factors = [rest.stage_lr_factor(n) for n in (10, 20, 30, 31, 35, 36, 45, 55, 56)]
     assert factors == pytest.approx([1, 0.55, 0.1, 1, 1, 1 - 0.9 / 20, 0.55, 0.1, 1])
-    with pytest.raises(ValueError, match="gate_cooldown_rest ≥ 0"):
-        TrainConfig(regime="icot", removal_gate=0.9, gate_cooldown_after=10, gate_cooldown_rest=-1)
+    with pytest.raises(ValueError, match="gate_cooldown_rest must be ≥ 0"):
+        TrainConfig(regime="sft", gate_cooldown_rest=-1)  # checked even where no cool-down is on
     with pytest.raises(ValueError, match="needs removal_gate"):
         TrainConfig(regime="icot", gate_cooldown_after=10)
     with pytest.raises(ValueError, match="gate_cooldown_steps > 0"):

@@ -102,11 +102,10 @@ class TrainConfig:
         if self.gate_cooldown_after is not None:
             if self.removal_gate is None:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
-            if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0 or self.gate_cooldown_rest < 0:
-                raise ValueError(
-                    "a per-stage cool-down needs gate_cooldown_after ≥ 0, gate_cooldown_steps > 0 "
-                    "and gate_cooldown_rest ≥ 0"
-                )
+            if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0:
+                raise ValueError("a per-stage cool-down needs gate_cooldown_after ≥ 0 and gate_cooldown_steps > 0")
+        if self.gate_cooldown_rest < 0:
+            raise ValueError(f"gate_cooldown_rest must be ≥ 0, got {self.gate_cooldown_rest}")
         if self.aux_scale is not None and not self.aux_scale > 0:
             raise ValueError(f"aux_scale must be positive (or None: per-position std), got {self.aux_scale}")
         if not 0 <= self.nx1_share < 1:
