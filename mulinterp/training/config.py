@@ -162,7 +162,7 @@ class TrainConfig:
         needs the full rate to learn more. One ramp left icot-4x4-d64-gcd at a hard stage at
         lr 3e-6 for good (session 4: stage 31 at 77 %, where the constant-3e-4 arm also stood
         at the same number of steps into the stage). Why a rest between falls: a 600-step fall
-        from 1e-3 lifted icot-4x4-w128f-nx1's stage (8 CoT left) from 78 % to 96 % within 400
+        from 1e-3 lifted icot-4x4-w128f-nx1's stage (8 CoT left) from 79 % to 96 % within 400
         steps (session 15), while its stages took 1 400–8 200 steps at the full rate to come
         within reach of the gate; back-to-back falls would halve the rate of a stage that
         still has that much to learn."""
