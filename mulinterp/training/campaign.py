@@ -294,10 +294,9 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
         if tel.get("stage_digit_loss"):  # the wall's digit: chance reads ln 10 = 2.303
             k = max(range(len(tel["stage_digit_loss"])), key=tel["stage_digit_loss"].__getitem__)
             worst = f"  (worst c{k} CE {tel['stage_digit_loss'][k]:.3f})"
-    lr = ""
-    recipe = run.recipe()
-    if tel.get("lr") is not None and step > recipe.warmup and tel["lr"] < 0.999 * recipe.lr:
-        lr = f"lr {tel['lr']:.1e}  "  # below the recipe's rate: a per-stage cool-down is falling
+    lr = ""  # named only below the schedule's rate (a row records the lr its last step used)
+    if tel.get("lr") is not None and tel["lr"] < 0.999 * run.recipe().lr_at(step - 1):
+        lr = f"lr {tel['lr']:.1e}  "  # a per-stage cool-down is falling
     return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{lr}{exact}digits {acc}{worst}"
 
 
