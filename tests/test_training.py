@@ -385,6 +385,67 @@ def test_a_held_stage_cools_down_and_a_removal_restores_the_lr(tmp_path):
     assert t.current_lr() == pytest.approx(1e-3)
 
 
+def _plain_phase_run(tmp_path, monkeypatch, **kw):
+    """A tiny ICoT run put straight into its plain phase (every CoT token gone at step 0), with
+    a sawtooth after 10 steps: falls over the steps taken after 11–30 and 41–60 steps at the
+    stage, 10 full-rate steps between them. Val reads (``eval_n`` problems) are recorded."""
+    from mulinterp.training import Trainer
+
+    cfg = tiny_cfg(
+        regime="icot", removal_gate=1.0, gate_cooldown_after=10, gate_cooldown_steps=20, gate_cooldown_rest=10,
+        min_lr_frac=0.1, warmup=1, schedule="constant", lr=1e-3, steps=80, telemetry_every=5, eval_every=1000, **kw,
+    )  # fmt: skip
+    t = Trainer(cfg, tmp_path / "m.safetensors")
+    t.gate_removed, t.gate_since = t.task.cot_len, 0  # what the gate leaves after the last removal
+    reads, monitor = [], t.monitor
+
+    def recording_monitor(n=None):
+        res = monitor(n)
+        if n == cfg.eval_n:
+            reads.append(t.step)
+        return res
+
+    monkeypatch.setattr(t, "monitor", recording_monitor)
+    t.run(progress=False)
+    rows = [json.loads(line) for line in telemetry_path(tmp_path / "m.safetensors").read_text().splitlines()]
+    return cfg, t, rows, reads
+
+
+def test_plain_cooldown_keeps_the_sawtooth_after_the_last_removal_and_reads_val_where_falls_end(tmp_path, monkeypatch):
+    cfg, t, rows, reads = _plain_phase_run(tmp_path, monkeypatch, plain_cooldown=True)
+    assert all(r["cot_remaining"] == 0 and "stage_exact" not in r for r in rows)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * cfg.stage_lr_factor(r["step"] - 1) for r in rows])
+    assert min(r["lr"] for r in rows) < 2e-4  # it does fall
+    # the last row of each fall on the 5-step grid (steps 30 and 60) carries a val read
+    assert [r["step"] for r in rows if "val_exact_match" in r] == [30, 60]
+    assert reads == [30, 60, 80]  # and the final eval of the finished run
+    assert all(len(r["val_digit_acc"]) == t.task.n_c for r in rows if "val_exact_match" in r)
+    # off (the default): the plain phase trains at the recipe's rate and reads val on schedule only
+    (tmp_path / "off").mkdir()
+    _, _, rows, reads = _plain_phase_run(tmp_path / "off", monkeypatch)
+    assert {r["lr"] for r in rows} == {1e-3} and not any("val_exact_match" in r for r in rows)
+    assert reads == [80]
+    with pytest.raises(ValueError, match="plain_cooldown needs gate_cooldown_after"):
+        TrainConfig(regime="icot", removal_gate=0.9, plain_cooldown=True)
+
+
+def test_plain_cooldown_stops_the_run_on_the_weights_of_a_fall_that_clears_stop_at_exact(tmp_path, monkeypatch):
+    """A read at a fall's end that clears the target stops the run before the next step, so the
+    saved weights are the low-lr ones that were read."""
+    from mulinterp.evaluation import EvalResult
+    from mulinterp.training import Trainer
+
+    def perfect_at_eval_n(self, n=None):
+        return EvalResult(1.0 if n == 64 else 0.0, [1.0] * self.task.n_c, n or 0)
+
+    monkeypatch.setattr(Trainer, "monitor", perfect_at_eval_n)
+    _, t, rows, _ = _plain_phase_run(tmp_path, monkeypatch, plain_cooldown=True, stop_at_exact=0.99)
+    assert t.step == 30 and rows[-1]["step"] == 30 and rows[-1]["val_exact_match"] == 1.0
+    r = Trainer(t.cfg, tmp_path / "m.safetensors")
+    r.load_resume()
+    assert r.step == 30 and r.metrics["val"]["exact_match"] == 1.0
+
+
 def test_aux_scale_weighs_c_hat_units_and_a_changed_scale_keeps_the_fitted_probe(tmp_path):
     """aux_scale=1 makes the aux loss the MSE in ĉ units; a run resumed under another
     normalisation (a fork with ``--set aux_scale=1``) keeps its fitted probe, so its loss is the

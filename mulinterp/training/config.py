@@ -52,6 +52,11 @@ class TrainConfig:
     # full-rate steps between two falls of the per-stage cool-down (0: back to back); session
     # 15: a stage still being learned keeps most of its steps at the full rate
     gate_cooldown_rest: int = 0
+    # keep that sawtooth after the last CoT token is gone (the plain layout is the last stage)
+    # and read val (eval_n problems) on the last telemetry row of every fall, where
+    # stop_at_exact is then checked: the run stops on low-lr weights instead of waiting for a
+    # full-rate read to clear the target (session 16; Trainer.current_lr, Trainer._one_step)
+    plain_cooldown: bool = False
     removal_smoothing: float = 4.0  # λ of P(k) ∝ exp(−λk); math.inf disables the offset
     reset_optimizer: bool = True  # reset AdamW state when the scheduled removal grows
     # aux loss: λ · MSE of linear probes on blocks.{aux_layer}.attn.hook_z → normalised ĉ_k
@@ -104,6 +109,8 @@ class TrainConfig:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
             if self.gate_cooldown_after < 0 or self.gate_cooldown_steps <= 0:
                 raise ValueError("a per-stage cool-down needs gate_cooldown_after ≥ 0 and gate_cooldown_steps > 0")
+        if self.plain_cooldown and self.gate_cooldown_after is None:
+            raise ValueError("plain_cooldown needs gate_cooldown_after (it continues the per-stage cool-down)")
         if self.gate_cooldown_rest < 0:
             raise ValueError(f"gate_cooldown_rest must be ≥ 0, got {self.gate_cooldown_rest}")
         if self.aux_scale is not None and not self.aux_scale > 0:
@@ -174,6 +181,13 @@ class TrainConfig:
         if into > self.gate_cooldown_steps:
             return 1.0  # resting at the full rate
         return 1.0 - into / self.gate_cooldown_steps * (1.0 - self.min_lr_frac)
+
+    def ends_fall(self, steps_at_stage: int, every: int) -> bool:
+        """Whether a step taken after ``steps_at_stage`` steps at a stage is the last of a
+        per-stage fall on a grid of ``every`` steps: the step ``every`` later runs at a higher
+        lr factor (the rest, or the next fall's start) than this one, which runs below 1."""
+        now = self.stage_lr_factor(steps_at_stage)
+        return now < 1.0 and self.stage_lr_factor(steps_at_stage + every) > now
 
     def _base_lr(self, step: int) -> float:
         if step < self.warmup:

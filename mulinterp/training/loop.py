@@ -244,12 +244,25 @@ class Trainer:
 
     def current_lr(self) -> float:
         """The lr of the next step: the recipe's schedule, times the per-stage cool-down's
-        factor while a gated ICoT stage waits (``gate_cooldown_after``)."""
+        factor while a gated ICoT stage waits (``gate_cooldown_after``), and after the last
+        removal too where ``plain_cooldown`` is on."""
         cfg = self.cfg
         lr = cfg.lr_at(self.step)
-        if self.gate_removed is not None and self.gate_removed < self.task.cot_len:
-            lr *= cfg.stage_lr_factor((self.examples - self.gate_since) // cfg.batch)
+        if self.gate_removed is not None and (self.gate_removed < self.task.cot_len or cfg.plain_cooldown):
+            lr *= cfg.stage_lr_factor(self.steps_at_stage())
         return lr
+
+    def steps_at_stage(self) -> int:
+        """Steps taken since the gate last opened (a gated ICoT run)."""
+        return (self.examples - self.gate_since) // self.cfg.batch
+
+    def fall_ended(self) -> bool:
+        """``plain_cooldown``: whether the step just taken, in the plain layout after the last
+        removal, was the last of a fall on the telemetry grid (where val is read)."""
+        cfg = self.cfg
+        if not cfg.plain_cooldown or self.gate_removed is None or self.gate_removed < self.task.cot_len:
+            return False
+        return cfg.ends_fall(self.steps_at_stage() - 1, cfg.telemetry_every)
 
     def maybe_open_gate(self, stage_exact: float) -> None:
         """Gated removal: the next CoT token goes once ``epoch_size / remove_per_epoch`` examples
@@ -554,6 +567,10 @@ class Trainer:
             if cfg.regime == "icot" and removed < self.task.cot_len:
                 row.update(self.stage_metrics(removed))
                 self.maybe_open_gate(row["stage_exact"])
+            elif self.fall_ended():  # the lr is at its lowest: read val here, where stop_at_exact looks
+                val = self.monitor(cfg.eval_n)
+                self.metrics["val"] = val.to_dict()
+                row.update(val_exact_match=val.exact_match, val_digit_acc=val.per_digit)
             self.write_telemetry(row)
             postfix = {"loss": f"{ce.item():.3f}", "exact": f"{res.exact_match:.3f}", "cot_left": row["cot_remaining"]}
         if self.step % cfg.eval_every == 0:
