@@ -94,8 +94,9 @@ class CampaignRun:
         meta = safetensors_metadata(self.resume_file, header_bytes(self.resume_file), "resume file")
         return json.loads(meta.get("counters", "{}"))
 
-    def last_telemetry(self, up_to: int | None = None) -> dict[str, Any]:
-        """The last telemetry row (``up_to``: the last one at or before that step)."""
+    def last_telemetry(self, up_to: int | None = None, having: str | None = None) -> dict[str, Any]:
+        """The last telemetry row (``up_to``: the last one at or before that step; ``having``:
+        the last one with that key, e.g. ``val_exact_match``, the reads of ``plain_cooldown``)."""
         if not self.telemetry.is_file():
             return {}
         last: dict[str, Any] = {}
@@ -105,7 +106,8 @@ class CampaignRun:
                     row = json.loads(line)
                     if up_to is not None and row["step"] > up_to:
                         break
-                    last = row
+                    if having is None or having in row:
+                        last = row
         return last
 
     def status(self) -> dict[str, Any]:
@@ -297,7 +299,10 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
     lr = ""  # named only below the schedule's rate (a row records the lr its last step used)
     if tel.get("lr") is not None and tel["lr"] < 0.999 * run.recipe().lr_at(step - 1):
         lr = f"lr {tel['lr']:.1e}  "  # a per-stage cool-down is falling
-    return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{lr}{exact}digits {acc}{worst}"
+    read = ""  # plain_cooldown: val as last read where a fall ended
+    if tel and not tel.get("cot_remaining") and (fall := run.last_telemetry(having="val_exact_match")):
+        read = f"  (val {100 * fall['val_exact_match']:.1f}% where the fall ended at step {fall['step']})"
+    return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{lr}{exact}digits {acc}{worst}{read}"
 
 
 def _device_label(device: str) -> str:
