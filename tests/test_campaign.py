@@ -389,6 +389,22 @@ def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
 
 
+def test_curve_lists_and_draws_the_val_reads_of_plain_cooldown(tmp_path, capsys):
+    from mulinterp.training.campaign import run_curve
+    from mulinterp.viz.training import campaign_curve_figure
+
+    root = make_campaign(tmp_path / "runs", {"i": {"regime": "icot"}})
+    run = Campaign.load(root).get("i")
+    plain = {"loss": 0.1, "cot_remaining": 0, "digit_acc": [0.9] * 4, "exact_match": 0.7}
+    rows = [plain | {"step": 200}, plain | {"step": 400, "val_exact_match": 0.981}, plain | {"step": 600}]
+    run.telemetry.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_curve(run).fall_val == [None, 0.981, None]
+    assert main(["campaign", "--root", str(root), "curve", "i"]) == 0
+    assert "  val where a fall ended: 400 98.1%" in capsys.readouterr().out.splitlines()
+    (marks,) = [t for t in campaign_curve_figure([run_curve(run)]).data if t.name == "val where a fall ended"]
+    assert list(marks.x) == [400] and list(marks.y) == [0.981]
+
+
 def test_curve_of_an_aux_run_shows_its_probe_error(tmp_path, capsys):
     from mulinterp.training.campaign import run_curve
 

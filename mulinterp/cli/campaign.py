@@ -156,6 +156,9 @@ def cmd_curve(args) -> int:
                 f"  {c.steps[i]:>7} {cot:>4} {_pct(c.stage_exact[i]):>9} {_pct(c.exact[i]):>8}  "
                 f"{digits_line(c.per_digit[i]):<{width if rmse else 0}}{err}"
             )
+        reads = [(step, x) for step, x in zip(c.steps, c.fall_val) if x is not None][-args.rows :]
+        if reads:  # plain_cooldown: val where each fall of the lr ended (the stop_at_exact reads)
+            print("  val where a fall ended: " + ", ".join(f"{step} {_pct(x)}" for step, x in reads))
     if args.out:
         print(f"wrote {args.out}")
     return 0

@@ -213,8 +213,9 @@ class RunCurve:
     ``per_digit`` is the answer accuracy per digit in the layout the run trains on: at the
     removal stage while an ICoT run has CoT left (``stage_exact`` set), the plain layout
     otherwise (``exact``, the monitor). ``aux_rmse``: an aux run's training probe error per
-    position in ĉ units (rows written before that telemetry existed: ``None``). ``None`` where
-    a row has no such number.
+    position in ĉ units (rows written before that telemetry existed: ``None``). ``fall_val``:
+    val exact match read where a fall of ``plain_cooldown`` ended. ``None`` where a row has no
+    such number.
     """
 
     name: str
@@ -226,6 +227,7 @@ class RunCurve:
     stage_exact: list[float | None]
     per_digit: list[list[float]]
     aux_rmse: list[list[float] | None]
+    fall_val: list[float | None]
 
 
 def run_curve(run: CampaignRun) -> RunCurve:
@@ -243,6 +245,7 @@ def run_curve(run: CampaignRun) -> RunCurve:
         stage_exact=[r.get("stage_exact") for r in rows],
         per_digit=[r["stage_digit_acc"] if "stage_digit_acc" in r else r.get("digit_acc", []) for r in rows],
         aux_rmse=[r.get("aux_rmse") for r in rows],
+        fall_val=[r.get("val_exact_match") for r in rows],
     )
 
 

@@ -36,6 +36,20 @@ def campaign_curve_figure(curves: list) -> go.Figure:
                 row=row,
                 col=1,
             )
+        reads = [(step, x) for step, x in zip(c.steps, c.fall_val) if x is not None]
+        if reads:  # plain_cooldown's val reads, each where a fall of the lr ended
+            fig.add_trace(
+                go.Scatter(
+                    x=[step for step, _ in reads],
+                    y=[x for _, x in reads],
+                    mode="markers",
+                    name="val where a fall ended",
+                    legendgroup="fall_val",
+                    marker=dict(color="#2ca02c", size=7),
+                ),
+                row=row,
+                col=1,
+            )
         n_c = max((len(d) for d in c.per_digit), default=0)
         z = [[d[k] if len(d) == n_c else None for d in c.per_digit] for k in range(n_c)]
         fig.add_trace(
