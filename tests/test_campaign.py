@@ -349,12 +349,16 @@ def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path):
         run.telemetry.write_text(json.dumps(row | {"step": 10_000, "lr": rate}) + "\n")
         assert (f"lr {lr / 3:.1e}" in progress_line(run, 100, time.time() - 10)) is shown
     # plain phase under plain_cooldown: the last val read at a fall's end, not the newest row's
+    recipe = {"regime": "icot", "removal_gate": 0.9, "gate_cooldown_after": 10, "plain_cooldown": True}
+    pcd = Campaign.load(make_campaign(tmp_path / "pcd", {"p": recipe})).get("p")
     plain = {"step": 400, "loss": 0.1, "cot_remaining": 0, "digit_acc": [0.9] * 4, "exact_match": 0.7}
     rows = [plain | {"step": 200, "val_exact_match": 0.981}, plain, plain | {"step": 600}]
-    run.telemetry.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert progress_line(run, 100, time.time() - 10).endswith("(val 98.1% where the fall ended at step 200)")
-    run.telemetry.write_text(json.dumps(row) + "\n")  # CoT left: no such read
-    assert "where the fall ended" not in progress_line(run, 100, time.time() - 10)
+    for each in (pcd, run):
+        each.telemetry.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert progress_line(pcd, 100, time.time() - 10).endswith("(val 98.1% where the fall ended at step 200)")
+    assert "where the fall ended" not in progress_line(run, 100, time.time() - 10)  # no plain_cooldown: not read
+    pcd.telemetry.write_text(json.dumps(row) + "\n")  # CoT left: no such read
+    assert "where the fall ended" not in progress_line(pcd, 100, time.time() - 10)
 
 
 def test_curve_prints_and_draws_stage_and_monitor_accuracy(tmp_path, capsys):

@@ -299,11 +299,13 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
         if tel.get("stage_digit_loss"):  # the wall's digit: chance reads ln 10 = 2.303
             k = max(range(len(tel["stage_digit_loss"])), key=tel["stage_digit_loss"].__getitem__)
             worst = f"  (worst c{k} CE {tel['stage_digit_loss'][k]:.3f})"
+    recipe = run.recipe()
     lr = ""  # named only below the schedule's rate (a row records the lr its last step used)
-    if tel.get("lr") is not None and tel["lr"] < 0.999 * run.recipe().lr_at(step - 1):
+    if tel.get("lr") is not None and tel["lr"] < 0.999 * recipe.lr_at(step - 1):
         lr = f"lr {tel['lr']:.1e}  "  # a per-stage cool-down is falling
-    read = ""  # plain_cooldown: val as last read where a fall ended
-    if tel and not tel.get("cot_remaining") and (fall := run.last_telemetry(having="val_exact_match")):
+    read = ""  # plain_cooldown, in the plain phase: val as last read where a fall ended
+    plain_phase = recipe.plain_cooldown and tel and not tel.get("cot_remaining")
+    if plain_phase and (fall := run.last_telemetry(having="val_exact_match")):
         read = f"  (val {100 * fall['val_exact_match']:.1f}% where the fall ended at step {fall['step']})"
     return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{lr}{exact}digits {acc}{worst}{read}"
 
