@@ -307,6 +307,34 @@ def test_gated_removal_waits_for_time_and_for_the_stage_to_recover(tmp_path):
         tiny_cfg(regime="icot", removal_gate=1.5)
 
 
+def test_the_last_tokens_can_go_on_time_without_the_gate(tmp_path):
+    from mulinterp.training.loop import Trainer
+
+    cfg = tiny_cfg(regime="icot", epoch_size=640, remove_per_epoch=10, removal_gate=0.9, ungated_last=2)
+    t = Trainer(cfg, tmp_path / "u.safetensors")
+    n = t.task.cot_len
+    t.removed_now()
+    t.gate_removed, t.gate_since, t.examples = n - 3, 0, 100
+    t.maybe_open_gate(0.0)  # 3 left: still gated
+    assert t.removed_now() == n - 3
+    t.maybe_open_gate(0.9)
+    assert t.removed_now() == n - 2 and t.gate_since == 100
+    t.examples = 150
+    t.maybe_open_gate(0.0)  # 2 left, ungated, but the time has not passed
+    assert t.removed_now() == n - 2
+    t.examples = 164
+    t.maybe_open_gate(0.0)
+    assert t.removed_now() == n - 1
+    t.examples = 228
+    t.maybe_open_gate(0.0)
+    assert t.removed_now() == n
+    t.examples = 1000
+    t.maybe_open_gate(1.0)  # nothing left to remove
+    assert t.removed_now() == n
+    with pytest.raises(ValueError, match="ungated_last must be ≥ 0"):
+        tiny_cfg(regime="icot", removal_gate=0.9, ungated_last=-1)
+
+
 def test_probe_rmse_is_in_c_hat_units():
     """A prediction off by exactly d in ĉ units has RMSE d at every position; an exact one 0."""
     from mulinterp.arithmetic import ground_truth

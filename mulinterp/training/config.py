@@ -42,6 +42,12 @@ class TrainConfig:
     # gated removal: the next token also waits until the answers at the current stage are
     # right on this share of the monitor problems (Trainer.maybe_open_gate); None: on schedule
     removal_gate: float | None = None
+    # the last N CoT tokens go on the schedule's wait alone, without the gate. With learned
+    # absolute positions every removal moves the answers, and the digit that walls a stage (c4
+    # at 3, 2 and 1 tokens left) is learned again from chance at each stage; the last token (the
+    # top digit of a·b_{n-1}) carries nothing c4 needs, so that stage's wall is the plain
+    # layout's wall learned at positions the model then leaves (campaign.md, session 17)
+    ungated_last: int = 0
     # per-stage cool-down of a gated run: once a stage has been trained ``gate_cooldown_after``
     # steps (counted from its token's removal) without the gate opening, the lr falls linearly
     # to min_lr_frac · lr over ``gate_cooldown_steps``, then jumps back and falls again (a
@@ -104,6 +110,8 @@ class TrainConfig:
             raise ValueError("removal_from_examples and removal_from_tokens must be ≥ 0")
         if self.removal_gate is not None and not 0 < self.removal_gate <= 1:
             raise ValueError(f"removal_gate must be in (0, 1], got {self.removal_gate}")
+        if self.ungated_last < 0:
+            raise ValueError(f"ungated_last must be ≥ 0, got {self.ungated_last}")
         if self.gate_cooldown_after is not None:
             if self.removal_gate is None:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")

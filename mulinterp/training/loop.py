@@ -270,12 +270,14 @@ class Trainer:
         least ``removal_gate`` of the monitor problems. Deng's schedule removes on time whether
         or not the model has recovered from the previous removal; at small width the stage
         accuracy dips after each removal and a stage removed before it recovers is not
-        internalised (docs/training-runs/campaign.md, session 3)."""
+        internalised (docs/training-runs/campaign.md, session 3). The last ``ungated_last``
+        tokens wait for the time alone."""
         cfg = self.cfg
         if cfg.removal_gate is None or self.gate_removed is None or self.gate_removed >= self.task.cot_len:
             return
         waited = self.examples - self.gate_since >= cfg.epoch_size / cfg.remove_per_epoch
-        if waited and stage_exact >= cfg.removal_gate:
+        ungated = self.task.cot_len - self.gate_removed <= cfg.ungated_last
+        if waited and (ungated or stage_exact >= cfg.removal_gate):
             self.gate_removed += 1
             self.gate_since = self.examples
 
