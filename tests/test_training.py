@@ -333,6 +333,8 @@ def test_the_last_tokens_can_go_on_time_without_the_gate(tmp_path):
     assert t.removed_now() == n
     with pytest.raises(ValueError, match="ungated_last must be ≥ 0"):
         tiny_cfg(regime="icot", removal_gate=0.9, ungated_last=-1)
+    with pytest.raises(ValueError, match="ungated_last needs removal_gate"):
+        tiny_cfg(regime="icot", ungated_last=1)
 
 
 def test_probe_rmse_is_in_c_hat_units():

@@ -112,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"removal_gate must be in (0, 1], got {self.removal_gate}")
         if self.ungated_last < 0:
             raise ValueError(f"ungated_last must be ≥ 0, got {self.ungated_last}")
+        if self.ungated_last and self.removal_gate is None:
+            raise ValueError("ungated_last needs removal_gate (it exempts the last tokens from the gate)")
         if self.gate_cooldown_after is not None:
             if self.removal_gate is None:
                 raise ValueError("gate_cooldown_after needs removal_gate (it cools a stage the gate holds)")
