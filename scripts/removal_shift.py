@@ -10,7 +10,9 @@ moved along by the number of extra tokens removed, so SEP, the kept CoT tokens a
 sit on the embeddings they were trained with. The second is what Deng et al.'s ICoT option
 ``--keep_position`` does for the scheduled removal (their ``src/train.py``): if a digit still
 falls to chance there, it was not the position shift that broke it but the removed tokens (the
-model computes on or reads from the CoT positions).
+model computes on or reads from the CoT positions). A last line keeps the trained layout but
+gives each problem the CoT tokens of another: what the tokens' values carry, as against their
+slots.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ def shifted_positions(w_pos: Float[Tensor, "n_ctx d_model"], sep: int, shift: in
     return out
 
 
-def stage_scores(m: MulModel, a: Tensor, b: Tensor, removed: int) -> tuple[Tensor, float]:
-    """Per-digit accuracy and exact match, teacher-forced, with ``removed`` CoT tokens gone."""
+def stage_scores(m: MulModel, a: Tensor, b: Tensor, removed: int, shuffle_cot: bool = False) -> tuple[Tensor, float]:
+    """Per-digit accuracy and exact match, teacher-forced, with ``removed`` CoT tokens gone;
+    ``shuffle_cot`` gives each problem the CoT tokens left of another problem of the batch."""
     task = m.task
     tokens, start = remove_cot(task.encode(a, b, "cot"), task, torch.full_like(a, removed))
+    if shuffle_cot:
+        cot = slice(task.input_len, task.input_len + task.cot_len - removed)
+        perm = torch.randperm(len(a), generator=torch.Generator().manual_seed(0))
+        tokens[:, cot] = tokens[perm, cot]
     idx = start[:, None] + torch.arange(task.n_c)
     with torch.no_grad():
         logits = m.model(tokens)
@@ -71,6 +78,14 @@ def main() -> None:
             acc, exact = stage_scores(m, a, b, removed)
             how = "positions moved along" if shift else "positions as trained "
             print(f"{left} left, {how}: exact {exact:6.1%}   c0..c{task.n_c - 1} " + " ".join(f"{x:.2f}" for x in acc))
+    if args.left:
+        # the kept tokens present but from other problems: what their values (not their slots) carry
+        m.model.load_state_dict({"pos_embed.weight": w_pos}, strict=False)
+        acc, exact = stage_scores(m, a, b, base, shuffle_cot=True)
+        print(
+            f"{args.left} left, CoT tokens shuffled: exact {exact:6.1%}   c0..c{task.n_c - 1} "
+            + " ".join(f"{x:.2f}" for x in acc)
+        )
 
 
 if __name__ == "__main__":
