@@ -7,7 +7,14 @@ import torch
 from mulinterp.models import resume_path, telemetry_path
 from mulinterp.task import D_VOCAB, PAD, MulTask
 from mulinterp.training import TrainConfig, train
-from mulinterp.training.data import make_batch, nx1_operands, removal_offsets, remove_cot, scheduled_removal
+from mulinterp.training.data import (
+    make_batch,
+    nx1_operands,
+    nx2_operands,
+    removal_offsets,
+    remove_cot,
+    scheduled_removal,
+)
 
 
 def tiny_cfg(**kw):
@@ -80,6 +87,36 @@ def test_nx1_share_replaces_that_share_with_single_digit_operands():
     batch = make_batch(task, 64, torch.Generator().manual_seed(1), "aux", nx1_share=0.5)
     c = task.true_answer(batch.a, batch.b)
     assert torch.equal(batch.tokens[:, batch.answer_start[0] + 1 : batch.answer_start[0] + 1 + task.n_c], c)
+
+
+def nonzero_places(x: int) -> tuple[int, ...]:
+    return tuple(i for i, ch in enumerate(reversed(str(x))) if ch != "0")
+
+
+def test_nx2_share_gives_operands_with_two_nonzero_digits_beside_the_nx1_share():
+    task, g = MulTask(4, 4), torch.Generator().manual_seed(0)
+    a, b = task.sample(20_000, "train", generator=g)
+    a2, b2 = nx2_operands(task, a, b, 0.25, g)
+    changed = (a2 != a) | (b2 != b)
+    assert 0.22 < changed.float().mean() < 0.28
+    pairs = list(zip(a[changed].tolist(), b[changed].tolist(), a2[changed].tolist(), b2[changed].tolist()))
+    replaced = [x2 if x2 != x else y2 for x, y, x2, y2 in pairs]  # the operand that was redrawn
+    assert all(len(nonzero_places(x)) == 2 for x in replaced)
+    assert {nonzero_places(x) for x in replaced} == {(i, j) for i in range(4) for j in range(i + 1, 4)}
+    assert task.in_split(a2, b2, "train").all()
+
+    # beside an n×1 share: the n×1 pairs are the ones an n×1-only batch draws, n×2 fills its share
+    # among the others, and the rest are full problems
+    fa, fb = task.sample(20_000, "train", generator=torch.Generator().manual_seed(3))
+    only1 = make_batch(task, 20_000, torch.Generator().manual_seed(3), "sft", nx1_share=0.25)
+    both = make_batch(task, 20_000, torch.Generator().manual_seed(3), "sft", nx1_share=0.25, nx2_share=0.25)
+    is_nx1 = (only1.a != fa) | (only1.b != fb)
+    assert 0.22 < is_nx1.float().mean() < 0.28
+    assert torch.equal(both.a[is_nx1], only1.a[is_nx1]) and torch.equal(both.b[is_nx1], only1.b[is_nx1])
+    is_nx2 = ~is_nx1 & ((both.a != fa) | (both.b != fb))
+    assert 0.22 < is_nx2.float().mean() < 0.28
+    with pytest.raises(ValueError, match="nx2_share"):
+        TrainConfig(nx1_share=0.5, nx2_share=0.5)
 
 
 @pytest.mark.parametrize("regime", ["sft", "icot", "aux"])

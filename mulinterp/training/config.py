@@ -75,6 +75,10 @@ class TrainConfig:
     aux_heads: tuple[int, ...] | None = None  # None = all heads
     # share of each batch replaced by n×1 problems (one operand d·10^j; data.nx1_operands)
     nx1_share: float = 0.0
+    # share replaced by n×2 problems (one operand with two non-zero digits; data.nx2_operands):
+    # the step between one pair and the full sum, for a digit that needs three pairs and a carry
+    # (c4 of 4×4; campaign.md, session 18)
+    nx2_share: float = 0.0
     # bookkeeping
     eval_every: int = 500
     eval_n: int = 1000
@@ -127,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"aux_scale must be positive (or None: per-position std), got {self.aux_scale}")
         if not 0 <= self.nx1_share < 1:
             raise ValueError(f"nx1_share must be in [0, 1), got {self.nx1_share}")
+        if not 0 <= self.nx2_share < 1 - self.nx1_share:
+            raise ValueError(f"nx2_share must be ≥ 0 and leave full problems beside nx1_share, got {self.nx2_share}")
         if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
             raise ValueError(f"stop_at_exact must be in (0, 1], got {self.stop_at_exact}")
 

@@ -11,7 +11,9 @@ padding, masked out of the loss.
 
 An optional share of each batch can be *n×1 problems* (:func:`nx1_operands`): one operand has a
 single non-zero digit, so each answer digit depends on one digit pair plus carries — a
-curriculum-free way to show the model, pair by pair, which positions feed which digit.
+curriculum-free way to show the model, pair by pair, which positions feed which digit. A
+further share can be *n×2 problems* (:func:`nx2_operands`): two non-zero digits, so a digit
+depends on at most two pairs plus carries — the step between one pair and the full sum.
 """
 
 from __future__ import annotations
@@ -97,18 +99,53 @@ def nx1_operands(
     problems except at the leading place; a pair that lands there in the val or test split
     keeps its drawn operands, so no held-out problem is ever trained on.
     """
-    if share <= 0:
-        return a, b
+    a, b, _ = _sparse_operands(task, a, b, share, 1, generator)
+    return a, b
+
+
+def nx2_operands(
+    task: MulTask,
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
+    share: float,
+    generator: torch.Generator,
+) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """Replace a ``share`` of the pairs by n×2 problems: as :func:`nx1_operands`, but the
+    replaced operand gets two non-zero digits at two distinct random places, so ``c_k`` depends
+    on at most the two pairs ``(k − j₁, j₁)`` and ``(k − j₂, j₂)`` plus carries."""
+    a, b, _ = _sparse_operands(task, a, b, share, 2, generator)
+    return a, b
+
+
+def _sparse_operands(
+    task: MulTask,
+    a: Int[Tensor, " batch"],
+    b: Int[Tensor, " batch"],
+    share: float,
+    nonzero: int,
+    generator: torch.Generator,
+) -> tuple[Int[Tensor, " batch"], Int[Tensor, " batch"], Bool[Tensor, " batch"]]:
+    """:func:`nx1_operands` with ``nonzero`` non-zero digits in the replaced operand, and which
+    pairs were replaced. ``nonzero`` 1 draws exactly as the n×1 share always has, so a resumed
+    run's batches do not change."""
     n, device = a.shape[0], a.device
+    if share <= 0:
+        return a, b, torch.zeros(n, dtype=torch.bool, device=device)
     pick = torch.rand(n, generator=generator, device=device) < share
     on_a = torch.rand(n, generator=generator, device=device) < 0.5
     n_digits = torch.where(on_a, task.n_a, task.n_b)
-    place = (torch.rand(n, generator=generator, device=device) * n_digits).long()
-    digit = torch.randint(1, 10, (n,), generator=generator, device=device)
-    single = digit * 10**place
-    new_a, new_b = torch.where(on_a, single, a), torch.where(on_a, b, single)
+    if nonzero == 1:
+        place = (torch.rand(n, generator=generator, device=device) * n_digits).long()[:, None]
+    else:  # distinct places: the lowest random scores among the operand's own places
+        width = max(task.n_a, task.n_b)
+        scores = torch.rand(n, width, generator=generator, device=device)
+        scores = scores.masked_fill(torch.arange(width, device=device)[None, :] >= n_digits[:, None], 2.0)
+        place = scores.argsort(dim=1)[:, :nonzero]
+    digit = torch.randint(1, 10, (n, nonzero), generator=generator, device=device)
+    sparse = (digit * 10**place).sum(1)
+    new_a, new_b = torch.where(on_a, sparse, a), torch.where(on_a, b, sparse)
     keep = pick & task.in_split(new_a, new_b, "train")
-    return torch.where(keep, new_a, a), torch.where(keep, new_b, b)
+    return torch.where(keep, new_a, a), torch.where(keep, new_b, b), keep
 
 
 def make_batch(
@@ -119,11 +156,16 @@ def make_batch(
     removed: int = 0,
     smoothing: float = math.inf,
     nx1_share: float = 0.0,
+    nx2_share: float = 0.0,
 ) -> Batch:
     """A fresh batch of training-split problems for ``regime`` (sft/aux: plain, icot: CoT),
-    ``nx1_share`` of them n×1 problems (:func:`nx1_operands`)."""
+    ``nx1_share`` of them n×1 problems (:func:`nx1_operands`) and ``nx2_share`` n×2 problems
+    (:func:`nx2_operands`, drawn among the pairs the n×1 share left)."""
     a, b = task.sample(n, "train", generator=generator)
-    a, b = nx1_operands(task, a, b, nx1_share, generator)
+    a, b, used = _sparse_operands(task, a, b, nx1_share, 1, generator)
+    if nx2_share > 0:
+        a2, b2, _ = _sparse_operands(task, a, b, nx2_share / (1 - nx1_share), 2, generator)
+        a, b = torch.where(used, a, a2), torch.where(used, b, b2)
     if regime != "icot" or removed >= task.cot_len:
         tokens = task.encode(a, b, "plain")
         start = torch.full((n,), task.answer_start("plain"), device=tokens.device)

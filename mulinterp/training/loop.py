@@ -532,7 +532,9 @@ class Trainer:
             if cfg.reset_optimizer:
                 self.opt.state.clear()
             self.last_removed = removed
-        batch = make_batch(self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing, cfg.nx1_share)
+        batch = make_batch(
+            self.task, cfg.batch, self.gen, cfg.regime, removed, cfg.removal_smoothing, cfg.nx1_share, cfg.nx2_share
+        )
         lr = self.current_lr()
         for g in self.opt.param_groups:
             g["lr"] = lr
