@@ -25,6 +25,7 @@ from torch import Tensor
 
 from mulinterp.models import MulModel, load
 from mulinterp.training.data import remove_cot
+from mulinterp.training.loop import answer_scores
 
 
 def shifted_positions(w_pos: Float[Tensor, "n_ctx d_model"], sep: int, shift: int) -> Float[Tensor, "n_ctx d_model"]:
@@ -47,9 +48,10 @@ def stage_scores(m: MulModel, a: Tensor, b: Tensor, removed: int, shuffle_cot: b
     idx = start[:, None] + torch.arange(task.n_c)
     with torch.no_grad():
         logits = m.model(tokens)
-    pred = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1])).argmax(-1)
-    ok = pred == task.true_answer(a, b)
-    return ok.float().mean(0), float(ok.all(1).float().mean())
+    acc, exact, _ = answer_scores(
+        torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1])), task.true_answer(a, b)
+    )
+    return acc, float(exact)
 
 
 def main() -> None:
