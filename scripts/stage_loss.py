@@ -2,6 +2,7 @@
 
     python scripts/stage_loss.py icot-4x4-d64-g85 icot-4x4-d64-g85-lr1e3 [--n 4096] [--seed 123]
     python scripts/stage_loss.py aux-4x4-d128 aux-4x4-d128-nx1 --nx1
+    python scripts/stage_loss.py icot-4x4-w128f-ug1 icot-4x4-w128f-nx2 --nx2
 
 The telemetry's stage accuracy uses 512 monitor problems and moves by ± 2 points from row to
 row; at a stage where one digit is learned slowly (c2 with 14 CoT tokens left, session 5) the
@@ -15,6 +16,9 @@ gone (the plain layout for an aux or SFT run), answer digits teacher-forced.
 trains on, where c_k depends on a single partial product. Most such operands have leading zeros
 and lie outside every split, so this measures what the run learned from them, not a held-out
 accuracy.
+
+``--nx2`` scores n×2 problems (two non-zero digits in one operand, ``data.nx2_operands``): what
+an ``nx2_share`` run adds, where c_k sums at most two partial products and a carry.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 
 from mulinterp.training import TrainConfig, Trainer
-from mulinterp.training.data import nx1_operands
+from mulinterp.training.data import nx1_operands, nx2_operands
 from mulinterp.training.loop import answer_scores
 
 
@@ -48,12 +52,15 @@ def removed(trainer: Trainer) -> int:
     return trainer.removed_now() if trainer.cfg.regime == "icot" else trainer.task.cot_len
 
 
-def stage_loss(run: Path, n: int, seed: int, nx1: bool = False) -> tuple[int, int, list[float], list[float]]:
+def stage_loss(run: Path, n: int, seed: int, sparse: int = 0) -> tuple[int, int, list[float], list[float]]:
+    """Step, CoT tokens left, CE and accuracy per answer digit; ``sparse`` 1 or 2 scores n×1 or
+    n×2 problems instead of the val problems themselves."""
     t = load_run(run)
     gone = removed(t)
     a, b = t.task.sample(n, "val", seed=seed)
-    if nx1:
-        a, b = nx1_operands(t.task, a, b, 1.0, torch.Generator().manual_seed(seed))
+    if sparse:
+        sparsify = {1: nx1_operands, 2: nx2_operands}[sparse]
+        a, b = sparsify(t.task, a, b, 1.0, torch.Generator().manual_seed(seed))
     acc, _, ce = answer_scores(t.stage_logits(a, b, gone), t.task.true_answer(a, b))  # float, no autocast
     return t.step, t.task.cot_len - gone, ce.tolist(), acc.tolist()
 
@@ -64,12 +71,15 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("runs"))
     p.add_argument("--n", type=int, default=4096, help="val problems (default 4096)")
     p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--nx1", action="store_true", help="n×1 problems (one operand d·10^j) instead of val ones")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--nx1", action="store_true", help="n×1 problems (one operand d·10^j) instead of val ones")
+    kind.add_argument("--nx2", action="store_true", help="n×2 problems (two non-zero digits in one operand)")
     args = p.parse_args()
     torch.set_num_threads(1)
     for name in args.runs:
-        step, left, ce, acc = stage_loss(args.root / name, args.n, args.seed, args.nx1)
-        print(f"{name}: step {step}, {left} CoT tokens left" + (", n×1 problems" if args.nx1 else ""))
+        sparse = 1 if args.nx1 else 2 if args.nx2 else 0
+        step, left, ce, acc = stage_loss(args.root / name, args.n, args.seed, sparse)
+        print(f"{name}: step {step}, {left} CoT tokens left" + (f", n×{sparse} problems" if sparse else ""))
         print("  CE  " + " ".join(f"{x:.3f}" for x in ce))
         print("  acc " + " ".join(f"{x:.3f}" for x in acc))
 
