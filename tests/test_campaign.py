@@ -321,7 +321,8 @@ def test_widen_continues_a_run_at_a_wider_preset_from_its_state(tmp_path, capsys
     assert not (root / "i-same").exists() and not (root / "i-sft").exists()
 
 
-def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path):
+def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path, monkeypatch):
+    from mulinterp.cli.campaign import _fmt_status
     from mulinterp.training.campaign import progress_line
 
     root = make_campaign(tmp_path / "runs", {"i": {"regime": "icot"}})
@@ -357,6 +358,15 @@ def test_progress_line_names_the_wall_digit_by_its_stage_loss(tmp_path):
         each.telemetry.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert progress_line(pcd, 100, time.time() - 10).endswith("(val 98.1% where the fall ended at step 200)")
     assert "where the fall ended" not in progress_line(run, 100, time.time() - 10)  # no plain_cooldown: not read
+    # the status table shows that read too, for the saved state's step (its own row is at full rate)
+    monkeypatch.setattr(
+        pcd, "counters", lambda: {"step": 400, "examples": 1, "wall": 1.0, "metrics": {"val": {"exact_match": 0.5}}}
+    )
+    st = pcd.status()
+    assert (st["val_exact"], st["fall_exact"], st["fall_step"]) == (0.5, 0.981, 200)
+    assert "98.1%†" in _fmt_status(st) and "50.0%" not in _fmt_status(st)
+    monkeypatch.setattr(run, "counters", lambda: {"step": 400, "examples": 1, "wall": 1.0})
+    assert run.status()["fall_exact"] is None  # no plain_cooldown
     pcd.telemetry.write_text(json.dumps(row) + "\n")  # CoT left: no such read
     assert "where the fall ended" not in progress_line(pcd, 100, time.time() - 10)
 

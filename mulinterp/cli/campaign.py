@@ -14,6 +14,8 @@ def _fmt_status(st: dict, name_width: int = 12) -> str:
     digits = digits_line(st["val_per_digit"] or [])
     if st["stage_exact"] is not None:  # only ICoT rows with CoT left carry one
         exact, digits = f"{100 * st['stage_exact']:.1f}%*", digits_line(st["stage_per_digit"])
+    elif st.get("fall_exact") is not None:  # plain_cooldown, plain phase: the saved state is at full rate
+        exact, digits = f"{100 * st['fall_exact']:.1f}%†", digits_line(st["fall_per_digit"] or [])
     cot = f"{st['cot_left']}" if st["regime"] == "icot" else "–"
     hours = st["wall_s"] / 3600
     devices = ",".join(device_short(d) for d in st["wall_by_device"]) or "–"
@@ -42,6 +44,11 @@ def cmd_status(args) -> int:
     if any(st["stage_exact"] is not None for st in rows):
         print(
             "* an ICoT run with CoT left: answers at its removal stage (CoT layout, teacher-forced), not the val split"
+        )
+    if any(st.get("fall_exact") is not None for st in rows):
+        print(
+            "† plain_cooldown after the last removal: val where the last lr fall ended (its saved state is at full rate;"
+            " `--json` has both)"
         )
     return 0
 

@@ -110,6 +110,15 @@ class CampaignRun:
                         last = row
         return last
 
+    def last_fall_read(self, up_to: int | None = None) -> dict[str, Any]:
+        """The telemetry row of the last val read where an lr fall ended, for a ``plain_cooldown``
+        run in its plain phase (``{}`` otherwise): its saved state and newest rows are at full rate,
+        where val reads lower and noisier, so this is the read that shows its progress."""
+        tel = self.last_telemetry(up_to=up_to)
+        if not (tel and not tel.get("cot_remaining") and self.recipe().plain_cooldown):
+            return {}
+        return self.last_telemetry(up_to=up_to, having="val_exact_match")
+
     def status(self) -> dict[str, Any]:
         """The run's state from its files: steps, examples, CoT left, val accuracy, cost."""
         cfg = self.recipe()
@@ -117,6 +126,7 @@ class CampaignRun:
         step = int(c.get("step", 0))
         tel = self.last_telemetry(up_to=step)  # the row of the saved state, not of a run still going
         val = (c.get("metrics") or {}).get("val") or {}
+        fall = self.last_fall_read(up_to=step) if c else {}
         if not c:
             state = "new"
         elif cfg.stop_at_exact is not None and val.get("exact_match", 0.0) >= cfg.stop_at_exact:
@@ -142,6 +152,10 @@ class CampaignRun:
             "val_exact": val.get("exact_match"),
             "val_per_digit": val.get("per_digit"),
             "val_n": val.get("n"),
+            # plain_cooldown in its plain phase: val where the last lr fall ended (None otherwise)
+            "fall_step": fall.get("step"),
+            "fall_exact": fall.get("val_exact_match"),
+            "fall_per_digit": fall.get("val_digit_acc"),
             # an ICoT run with CoT left: answers at its removal stage (the plain-layout val says
             # nothing yet), on its monitor problems
             "stage_exact": tel.get("stage_exact"),
@@ -304,8 +318,7 @@ def progress_line(run: CampaignRun, step0: int, t_start: float) -> str:
     if tel.get("lr") is not None and tel["lr"] < 0.999 * recipe.lr_at(step - 1):
         lr = f"lr {tel['lr']:.1e}  "  # a per-stage cool-down is falling
     read = ""  # plain_cooldown, in the plain phase: val as last read where a fall ended
-    plain_phase = recipe.plain_cooldown and tel and not tel.get("cot_remaining")
-    if plain_phase and (fall := run.last_telemetry(having="val_exact_match")):
+    if fall := run.last_fall_read():
         read = f"  (val {100 * fall['val_exact_match']:.1f}% where the fall ended at step {fall['step']})"
     return f"{run.name:<12} step {step:>7} (+{step - step0}, {rate:.1f}/s)  {cot}{loss}{lr}{exact}digits {acc}{worst}{read}"
 
